@@ -1,0 +1,1 @@
+"""fraudapp: real-time fraud detection on Kafka streams."""

@@ -1,0 +1,90 @@
+"""The faust application: settings applied, shared topics, domain modules loaded.
+
+Start a worker the faust way::
+
+    faust -A fraudapp.app worker -l info
+
+Broker, web port and data directory come from the environment (see
+:mod:`fraudapp.settings` and the README); the web server binds to 127.0.0.1 unless
+``WEB_BIND`` says otherwise, because faust's own default is every interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+
+from fraudapp.settings import Settings
+
+settings = Settings.from_env()
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url,
+    store="rocksdb://",
+    datadir=str(settings.datadir),
+    web_port=settings.web_port,
+    web_bind=settings.web_bind,
+    web_host=settings.web_host,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    # Clicks and transactions are processed from the start of the topic the first
+    # time a consumer group runs: a new deployment must not skip what is waiting.
+    consumer_auto_offset_reset="earliest",
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=settings.heartbeat_interval_s,
+    # Records are plain JSON bytes decoded by the agents themselves, so that bad
+    # input becomes a dead letter instead of an exception in faust's decoder.
+    key_serializer="raw",
+    value_serializer="raw",
+    producer_linger_ms=2,
+)
+
+
+def _output_topic(name: str, **kwargs: object) -> faust.TopicT:
+    return app.topic(
+        name,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=True,
+        **kwargs,
+    )
+
+
+alerts_topic = _output_topic(settings.topics.alerts)
+dead_letter_topic = _output_topic(settings.topics.dead_letter)
+
+#: Set once the output topics exist, so the first alert cannot auto-create its topic
+#: with the broker's default partition count.
+outputs_declared = asyncio.Event()
+
+
+@app.task
+async def declare_outputs() -> None:
+    """Create the output topics (no-op when they exist) before anything is sent."""
+    for topic in (alerts_topic, dead_letter_topic, *_extra_outputs):
+        await topic.maybe_declare()
+    outputs_declared.set()
+
+
+_extra_outputs: list[faust.TopicT] = []
+
+
+def output_topic(name: str) -> faust.TopicT:
+    """An output topic of a domain module, declared at start-up with the shared ones."""
+    topic = _output_topic(name)
+    _extra_outputs.append(topic)
+    return topic
+
+
+def main() -> None:
+    """``python -m fraudapp.app``: faust's own command line for this app."""
+    app.main()
+
+
+# Domain modules register their agents, tables and views on import.
+from fraudapp import web as _web  # noqa: E402,F401
+from fraudapp.clicks import agents as _click_agents  # noqa: E402,F401
+from fraudapp.clicks import views as _click_views  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Click fraud: bursts of clicks on one URL within one session."""

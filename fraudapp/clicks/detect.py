@@ -1,0 +1,150 @@
+"""The click-burst rule as a pure step function over one session's state.
+
+A click is fraud when its session has ``threshold`` or more clicks on the same URL
+with event timestamps in ``[t - window, t]`` (inclusive), ``t`` being the click's own
+timestamp. The window is exact (sliding, in event time), so the verdict does not
+depend on arrival order: a late click that completes a burst makes the later clicks
+of that burst fraud, and they are reported at that moment. Each click is reported at
+most once; a redelivered click id is recognised and not counted twice.
+
+State per session is a small JSON-serialisable dict, kept by the caller (a faust
+table live, a plain dict in replay and tests)::
+
+    {"urls": {url: [[timestamp_ms, click_id, alerted], ...]}}   # sorted by (ts, id)
+
+Nothing here imports faust, aiokafka or asyncio.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
+from typing import Any
+
+from fraudapp.clicks.models import Click
+
+RULE_NAME = "click_burst"
+
+SessionState = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BurstRule:
+    """Parameters of the rule; ``version`` is reported with every alert."""
+
+    threshold: int = 3
+    window_ms: int = 10_000
+    lateness_ms: int = 30_000
+    version: int = 1
+
+    @property
+    def retention_ms(self) -> int:
+        """How far behind the watermark a click must be kept: a click may still
+        arrive ``lateness_ms`` late and look back ``window_ms`` from there."""
+        return self.window_ms + self.lateness_ms
+
+    def is_too_late(self, timestamp: int, watermark: int | None) -> bool:
+        """A click this far behind the stream may find its window already expired."""
+        return watermark is not None and timestamp < watermark - self.lateness_ms
+
+
+@dataclass(frozen=True, slots=True)
+class BurstFinding:
+    """One fraudulent click with the window that condemned it."""
+
+    click_id: str
+    session_id: str
+    url: str
+    event_time: int
+    count: int
+    window_start: int
+    window_end: int
+    click_ids: tuple[str, ...]
+
+    def evidence(self) -> dict[str, Any]:
+        """The alert's rule-specific fields, flat beside the common envelope."""
+        return {
+            "click_id": self.click_id,
+            "session_id": self.session_id,
+            "url": self.url,
+            "count": self.count,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "click_ids": list(self.click_ids),
+        }
+
+
+@dataclass(slots=True)
+class BurstStep:
+    """What one click did: the new state, its own verdict and any findings.
+
+    ``findings`` may name earlier-arrived clicks (a late click completing their burst)
+    as well as this one.
+    """
+
+    state: SessionState
+    fraud: bool
+    duplicate: bool = False
+    findings: list[BurstFinding] = field(default_factory=list)
+
+
+def step(state: SessionState | None, click: Click, rule: BurstRule) -> BurstStep:
+    """Apply one click to its session's state.
+
+    The caller has already refused clicks that are too late (:meth:`BurstRule.is_too_late`)
+    and prunes expired entries with :func:`prune`; ``state`` is mutated and returned.
+    """
+    state = state if state is not None else {"urls": {}}
+    entries: list[list[Any]] = state["urls"].setdefault(click.url, [])
+    for entry in entries:
+        if entry[1] == click.click_id:
+            return BurstStep(state=state, fraud=bool(entry[2]), duplicate=True)
+
+    insort(entries, [click.timestamp, click.click_id, 0])
+    times = [entry[0] for entry in entries]
+    findings: list[BurstFinding] = []
+    # Only clicks at or after this one have it inside their window.
+    first = bisect_left(times, click.timestamp)
+    last = bisect_right(times, click.timestamp + rule.window_ms)
+    for index in range(first, last):
+        entry = entries[index]
+        if entry[2]:
+            continue
+        window_start = entry[0] - rule.window_ms
+        lo = bisect_left(times, window_start)
+        hi = bisect_right(times, entry[0])
+        if hi - lo >= rule.threshold:
+            entry[2] = 1
+            findings.append(
+                BurstFinding(
+                    click_id=entry[1],
+                    session_id=click.session_id,
+                    url=click.url,
+                    event_time=entry[0],
+                    count=hi - lo,
+                    window_start=window_start,
+                    window_end=entry[0],
+                    click_ids=tuple(e[1] for e in entries[lo:hi]),
+                )
+            )
+    own = next(e for e in entries if e[1] == click.click_id)
+    return BurstStep(state=state, fraud=bool(own[2]), findings=findings)
+
+
+def prune(state: SessionState, horizon: int) -> SessionState | None:
+    """Drop clicks older than ``horizon`` (event time); ``None`` when nothing is left,
+    so the caller deletes the session's key and a quiet session costs nothing."""
+    urls: dict[str, list[list[Any]]] = state["urls"]
+    for url in list(urls):
+        entries = urls[url]
+        if entries and entries[0][0] < horizon:
+            keep = bisect_left([entry[0] for entry in entries], horizon)
+            del entries[:keep]
+        if not entries:
+            del urls[url]
+    return state if urls else None
+
+
+def latest_time(state: SessionState) -> int:
+    """The newest event time in the state: when the whole session may expire."""
+    return max(entries[-1][0] for entries in state["urls"].values())

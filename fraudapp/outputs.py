@@ -1,0 +1,66 @@
+"""Sending results: JSON records to output topics and refused input to dead-letter.
+
+The one place where records leave a worker, so that every agent encodes keys the
+same way (raw UTF-8, matching the source topics and the tables: faust's router
+then sends a keyed HTTP request to the worker that owns the key).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+import orjson
+from faust.types import EventT
+
+from fraudapp import alerts
+from fraudapp.app import dead_letter_topic, outputs_declared
+from fraudapp.badinput import BadInput
+
+log = logging.getLogger(__name__)
+
+
+def key_bytes(key: str | bytes | None) -> bytes | None:
+    """Keys travel as raw UTF-8, never JSON-quoted."""
+    if key is None or isinstance(key, bytes):
+        return key
+    return key.encode("utf-8")
+
+
+async def send_json(
+    topic: faust.TopicT,
+    key: str | bytes | None,
+    value: dict[str, Any],
+    partition: int | None = None,
+) -> None:
+    """Queue one JSON record; faust flushes the producer before committing offsets."""
+    if not outputs_declared.is_set():
+        await outputs_declared.wait()
+    await topic.send(key=key_bytes(key), value=orjson.dumps(value), partition=partition)
+
+
+async def send_dead_letter(event: EventT, error: BadInput) -> None:
+    """Refuse one input record without losing it: original bytes, origin and reason."""
+    message = event.message
+    log.warning(
+        "dead letter %s from %s[%s]@%s: %s",
+        error.reason,
+        message.topic,
+        message.partition,
+        message.offset,
+        error.message,
+    )
+    record = alerts.dead_letter(
+        raw=message.value,
+        key=message.key,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        reason=error.reason,
+        message=error.message,
+    )
+    await send_json(dead_letter_topic, message.key, record)
+
+
+__all__ = ["key_bytes", "send_dead_letter", "send_json"]

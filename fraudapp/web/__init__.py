@@ -1,0 +1,111 @@
+"""HTTP plumbing shared by the domain views: key routing, JSON errors, health.
+
+Keyed views are answered by the worker that owns the key's partition; any other
+worker forwards the request there. fraudapp computes the partition itself (the same
+murmur2 as the source topics) and asks faust's assignor who holds it, rather than
+using faust's ``table_route``, which needs the producer's metadata for the changelog
+topic warmed first and raises a bare KeyError while a rebalance is in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from yarl import URL
+
+from fraudapp.app import app, settings
+from fraudapp.partitioning import partition_for
+
+STATIC = Path(__file__).parent / "static"
+FORWARDED_HEADER = "X-Fraudapp-Forwarded"
+
+
+def json_error(view: View, status: int, message: str, **extra: Any) -> Response:
+    """Every error the API gives: JSON with a reason, never a stack trace."""
+    return view.json({"error": message, **extra}, status=status)
+
+
+def owner_of(table: faust.Table, key: str) -> tuple[int, str | None]:
+    """The key's partition and the URL of the worker that holds it (None if nobody yet)."""
+    partition = partition_for(key.encode("utf-8"), settings.partitions)
+    topic = table.changelog_topic.get_topic_name()
+    for url, topics in app.router.table_metadata(table.name).items():
+        if partition in topics.get(topic, ()):
+            return partition, str(url)
+    return partition, None
+
+
+def _same_worker(url: str) -> bool:
+    return url.rstrip("/") == str(app.conf.canonical_url).rstrip("/")
+
+
+async def routed(
+    view: View,
+    request: Request,
+    table: faust.Table,
+    key: str,
+    answer: Callable[[int], Awaitable[Response]],
+) -> Response:
+    """Answer for ``key`` here if this worker owns it, else forward to the owner."""
+    partition, owner = owner_of(table, key)
+    if owner is None:
+        return json_error(
+            view,
+            503,
+            "no worker holds this key's partition yet (starting or rebalancing)",
+            partition=partition,
+        )
+    if _same_worker(owner):
+        return await answer(partition)
+    if request.headers.get(FORWARDED_HEADER):
+        return json_error(view, 503, "partition ownership is moving; retry", partition=partition)
+    owner_url = URL(owner)
+    target = (
+        request.url.with_scheme(owner_url.scheme or "http")
+        .with_host(owner_url.host or "127.0.0.1")
+        .with_port(owner_url.port)
+    )
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+    headers[FORWARDED_HEADER] = "1"
+    try:
+        async with app.http_client.get(target, headers=headers) as response:
+            body = await response.read()
+            return view.bytes(body, content_type=response.content_type, status=response.status)
+    except Exception as exc:  # the owner died or is unreachable: say so, don't crash
+        return json_error(view, 503, f"owner {owner} did not answer: {exc}", partition=partition)
+
+
+def is_ready() -> tuple[bool, dict[str, Any]]:
+    """Ready = partitions assigned, table recovery done, not rebalancing."""
+    assignment = app.consumer.assignment() if app.consumer else set()
+    recovery_done = app.tables.recovery.completed.is_set()
+    info = {
+        "rebalancing": bool(app.rebalancing),
+        "recovery_completed": recovery_done,
+        "assigned_partitions": len(assignment),
+        "url": str(app.conf.canonical_url),
+    }
+    return (recovery_done and not app.rebalancing and bool(assignment)), info
+
+
+@app.page("/health")
+class Health(View):
+    """Liveness and readiness for load balancers and tests; needs no token."""
+
+    async def get(self, request: Request) -> Response:
+        ready, info = is_ready()
+        return self.json(
+            {"status": "ready" if ready else "starting", **info}, status=200 if ready else 503
+        )
+
+
+@app.page("/")
+class Index(View):
+    """The seed's link-click app: ad links whose clicks are posted to ``/clicks``."""
+
+    async def get(self, request: Request) -> Response:
+        return self.html((STATIC / "index.html").read_text(encoding="utf-8"))
