@@ -13,23 +13,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from faust.types import EventT
 
 from fraudapp.alerts import make_alert
 from fraudapp.app import alerts_topic, app, output_topic, settings
 from fraudapp.badinput import BadInput
-from fraudapp.clicks.detect import (
-    RULE_NAME,
-    BurstFinding,
-    BurstRule,
-    BurstStep,
-    latest_time,
-    prune,
-    step,
-)
-from fraudapp.clicks.models import Click, decode_click
-from fraudapp.eventtime import PartitionClock
+from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule
+from fraudapp.clicks.models import decode_click
+from fraudapp.clicks.processor import ClickBurstPartition, ClickOutcome
 from fraudapp.outputs import send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.tablescan import scan_partition
@@ -45,7 +36,7 @@ rule = BurstRule(
 topics = settings.topics
 
 #: Session state, keyed by the raw UTF-8 session id, the same bytes the source
-#: records are keyed by, so ``app.table_route`` finds the owning worker.
+#: records are keyed by, so keyed HTTP requests reach the owning worker.
 sessions = app.Table(
     "click-sessions",
     partitions=settings.partitions,
@@ -77,38 +68,27 @@ clicks_by_session = app.topic(
 verdicts_topic = output_topic(topics.click_verdicts)
 
 
-def encode_state(state: dict[str, Any]) -> bytes:
-    return orjson.dumps(state)
-
-
-def decode_state(raw: bytes | None) -> dict[str, Any] | None:
-    return None if raw is None else orjson.loads(raw)
-
-
 class ClickBurstWorker:
-    """Per-worker bookkeeping around the pure rule: one event-time clock per partition.
+    """This worker's partitions of the rule, each a :class:`ClickBurstPartition`.
 
-    Clocks live in memory and are rebuilt from the table after every rebalance, so
-    a partition that moves to another worker keeps expiring its sessions there.
+    They are built lazily from the recovered table on the first click after a
+    rebalance, so a partition that moves to another worker keeps its watermark and
+    keeps expiring its sessions there.
     """
 
     def __init__(self) -> None:
-        self.clocks: dict[int, PartitionClock] = {}
+        self.partitions: dict[int, ClickBurstPartition] = {}
         self.counts = {"clicks": 0, "alerts": 0, "dead_letters": 0, "rekeyed": 0}
 
     def reset(self) -> None:
-        self.clocks.clear()
+        self.partitions.clear()
 
-    def clock(self, partition: int) -> PartitionClock:
-        clock = self.clocks.get(partition)
-        if clock is None:
-            clock = PartitionClock(rule.retention_ms)
-            clock.seed(
-                (key, latest_time(orjson.loads(value)))
-                for key, value in scan_partition(sessions, partition)
-            )
-            self.clocks[partition] = clock
-        return clock
+    def partition(self, number: int) -> ClickBurstPartition:
+        processor = self.partitions.get(number)
+        if processor is None:
+            processor = ClickBurstPartition(rule, sessions, scan_partition(sessions, number))
+            self.partitions[number] = processor
+        return processor
 
     async def handle(self, event: EventT) -> None:
         message = event.message
@@ -124,8 +104,10 @@ class ClickBurstWorker:
             self.counts["rekeyed"] += 1
             await clicks_by_session.send(key=key, value=message.value, partition=home)
             return
-        clock = self.clock(message.partition)
-        if rule.is_too_late(click.timestamp, clock.watermark):
+        processor = self.partition(message.partition)
+        watermark = processor.watermark
+        outcome = processor.process(click)
+        if outcome.late:
             self.counts["dead_letters"] += 1
             await send_dead_letter(
                 event,
@@ -133,50 +115,28 @@ class ClickBurstWorker:
                     "late_event",
                     f"click at {format_ms(click.timestamp)} is more than"
                     f" {rule.lateness_ms} ms behind the partition's watermark"
-                    f" {format_ms(clock.watermark or 0)}",
+                    f" {format_ms(watermark or 0)}",
                 ),
             )
             return
-        clock.observe(click.timestamp)
-        await self.apply(click, key, clock)
-        for expired in clock.due():
-            self.expire(expired, clock)
-
-    async def apply(self, click: Click, key: bytes, clock: PartitionClock) -> None:
-        state = decode_state(sessions.get(key))
-        if state is not None and clock.horizon is not None:
-            state = prune(state, clock.horizon)
-        result = step(state, click, rule)
-        sessions[key] = encode_state(result.state)
-        clock.touch(key, latest_time(result.state))
         self.counts["clicks"] += 1
-        await send_json(verdicts_topic, key, verdict(click, result))
-        for finding in result.findings:
+        await send_json(verdicts_topic, key, verdict(outcome))
+        for finding in outcome.findings:
             self.counts["alerts"] += 1
             await send_json(alerts_topic, key, finding_alert(finding))
 
-    def expire(self, key: bytes, clock: PartitionClock) -> None:
-        state = decode_state(sessions.get(key))
-        horizon = clock.horizon
-        remaining = None if state is None or horizon is None else prune(state, horizon)
-        if remaining is None:
-            sessions.pop(key, None)
-            clock.forget(key)
-        else:
-            sessions[key] = encode_state(remaining)
-            clock.touch(key, latest_time(remaining))
 
-
-def verdict(click: Click, result: BurstStep) -> dict[str, Any]:
+def verdict(outcome: ClickOutcome) -> dict[str, Any]:
     """The click's record on ``click-verdicts``: its verdict as known on arrival."""
+    click = outcome.click
     return {
         "click_id": click.click_id,
         "session_id": click.session_id,
         "url": click.url,
         "timestamp": click.timestamp,
-        "fraud": result.fraud,
-        "reasons": [RULE_NAME] if result.fraud else [],
-        "duplicate": result.duplicate,
+        "fraud": outcome.fraud,
+        "reasons": [RULE_NAME] if outcome.fraud else [],
+        "duplicate": outcome.duplicate,
     }
 
 

@@ -11,9 +11,10 @@ from faust.web import Request, Response, View
 from fraudapp.alerts import alert_id, now_ms
 from fraudapp.app import app, settings
 from fraudapp.badinput import BadInput
-from fraudapp.clicks.agents import clicks_topic, decode_state, rule, sessions
+from fraudapp.clicks.agents import clicks_topic, rule, sessions
 from fraudapp.clicks.detect import RULE_NAME
 from fraudapp.clicks.models import click_from_dict
+from fraudapp.clicks.processor import decode_state
 from fraudapp.partitioning import partition_for
 from fraudapp.web import json_error, routed
 

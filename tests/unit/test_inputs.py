@@ -1,0 +1,90 @@
+"""Decoding clicks and timestamps: what is accepted and why the rest is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from fraudapp.alerts import alert_id, dead_letter, make_alert
+from fraudapp.badinput import BadInput
+from fraudapp.clicks.models import decode_click
+from fraudapp.timeparse import TimestampError, parse_event_time
+
+GOOD = b'{"click_id":"c1","session_id":"s1","url":"https://a.example/x","timestamp":1767225600000}'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1_767_225_600_000, 1_767_225_600_000),
+        ("1767225600000", 1_767_225_600_000),
+        ("2026-01-01T00:00:00Z", 1_767_225_600_000),
+        ("2026-01-01T00:00:00", 1_767_225_600_000),  # no zone means UTC
+        ("2026-01-01T01:00:00+01:00", 1_767_225_600_000),
+        ("2026-01-01T00:00:00.250+00:00", 1_767_225_600_250),
+        ("2018-10-07 20:40:48 +0000", 1_538_944_848_000),  # ksqlDB's form
+        ("2018-10-07T20:40:48.585666", 1_538_944_848_585),  # the gess generator's form
+    ],
+)
+def test_timestamps_accepted(value: object, expected: int) -> None:
+    assert parse_event_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", [None, True, "yesterday", 1_767_225_600, float("nan"), "2026-13-01T00:00:00", [1]]
+)
+def test_timestamps_refused(value: object) -> None:
+    with pytest.raises(TimestampError):
+        parse_event_time(value)
+
+
+def test_good_click() -> None:
+    c = decode_click(GOOD, 4096)
+    assert (c.click_id, c.session_id, c.timestamp) == ("c1", "s1", 1_767_225_600_000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not_json"),
+        (None, "not_json"),
+        (b"[1,2]", "not_object"),
+        (b'{"session_id":"s","url":"u","timestamp":1767225600000}', "missing_field"),
+        (b'{"click_id":{},"session_id":"s","url":"u","timestamp":1767225600000}',
+         "bad_field_type"),
+        (b'{"click_id":"c","session_id":"s","url":"u","timestamp":"soon"}', "bad_timestamp"),
+        (b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":91,'
+         b'"lon":0}', "bad_location"),
+        (b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":1}',
+         "bad_location"),
+        (b"{" + b" " * 5000 + b"}", "oversized"),
+    ],
+)
+def test_bad_clicks_name_their_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(BadInput) as info:
+        decode_click(raw, 4096)
+    assert info.value.reason == reason
+
+
+def test_alert_envelope_and_deterministic_id() -> None:
+    alert = make_alert(
+        rule="click_burst", rule_version=1, key="s1", event_time=5, identity=("s1", "u", "c"),
+        evidence={"click_id": "c"}, detected_at=9,
+    )
+    assert alert == {
+        "alert_id": alert_id("click_burst", "s1", "u", "c"),
+        "rule": "click_burst", "rule_version": 1, "key": "s1", "event_time": 5,
+        "detected_at": 9, "click_id": "c",
+    }
+    assert alert_id("click_burst", "s1", "u", "c") != alert_id("click_burst", "s1", "u", "d")
+    with pytest.raises(ValueError):
+        make_alert(rule="r", rule_version=1, key="k", event_time=1, identity=("x",),
+                   evidence={"rule": "other"})
+
+
+def test_dead_letter_keeps_original_bytes() -> None:
+    text = dead_letter(raw=b"{oops", topic="clicks", partition=1, offset=7, reason="not_json",
+                       message="m")
+    assert text["value"] == "{oops" and text["offset"] == 7 and text["source_topic"] == "clicks"
+    binary = dead_letter(raw=b"\xff\x00", topic="clicks", partition=0, offset=0,
+                         reason="not_json", message="m")
+    assert binary["value_base64"] == "/wA="
