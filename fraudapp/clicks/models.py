@@ -39,8 +39,13 @@ class Click:
 
 def click_from_dict(obj: dict[str, Any]) -> Click:
     """Validate a decoded JSON object; raises :class:`BadInput` naming the field."""
+    click_id = require_str(obj, "click_id", max_len=256)
+    session_id = require_str(obj, "session_id", max_len=256)
+    url = require_str(obj, "url")
+    if obj.get("timestamp") is None:
+        raise BadInput("missing_field", "field 'timestamp' is missing")
     try:
-        timestamp = parse_event_time(obj.get("timestamp"))
+        timestamp = parse_event_time(obj["timestamp"])
     except TimestampError as exc:
         raise BadInput("bad_timestamp", str(exc)) from None
     lat = optional_coordinate(obj, "lat", 90.0)
@@ -48,9 +53,9 @@ def click_from_dict(obj: dict[str, Any]) -> Click:
     if (lat is None) != (lon is None):
         raise BadInput("bad_location", "lat and lon must be given together")
     return Click(
-        click_id=require_str(obj, "click_id", max_len=256),
-        session_id=require_str(obj, "session_id", max_len=256),
-        url=require_str(obj, "url"),
+        click_id=click_id,
+        session_id=session_id,
+        url=url,
         timestamp=timestamp,
         ip=optional_str(obj, "ip", max_len=64),
         user_agent=optional_str(obj, "user_agent"),

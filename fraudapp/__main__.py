@@ -1,0 +1,7 @@
+"""``python -m fraudapp``: the same as the ``fraudapp`` command."""
+
+import sys
+
+from fraudapp.cli import main
+
+sys.exit(main())

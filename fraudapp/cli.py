@@ -1,0 +1,251 @@
+"""``fraudapp`` command line: demo, broker, topics, generate.
+
+The worker itself is started the faust way (``faust -A fraudapp.app worker``);
+these commands are the chores around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from fraudapp import kafkaio
+from fraudapp.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+# -- fraudapp broker -----------------------------------------------------------------------------
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from fraudapp import brokers
+
+    return brokers.run_foreground(args.kind, args.port)
+
+
+# -- fraudapp topics -----------------------------------------------------------------------------
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = _settings()
+    bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
+    created = asyncio.run(
+        kafkaio.ensure_topics(bootstrap, settings.topics.external(), settings.partitions)
+    )
+    for name in settings.topics.external():
+        print(f"{name}: {'created' if name in created else 'exists'}")
+    return 0
+
+
+# -- fraudapp generate ---------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from fraudapp.clicks.generate import arrival_order, generate_clicks
+
+    settings = _settings()
+    bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
+    clicks = generate_clicks(args.count, seed=args.seed)
+    if args.shuffle_ms:
+        clicks = arrival_order(clicks, max_delay_ms=args.shuffle_ms, seed=args.seed)
+    if args.out:
+        with open(args.out, "wb") as out:
+            for click in clicks:
+                out.write(orjson.dumps(click) + b"\n")
+        print(f"wrote {len(clicks)} clicks to {args.out}")
+        return 0
+    topic = args.topic or settings.topics.clicks
+    sent = asyncio.run(
+        kafkaio.produce_json(
+            bootstrap, topic, ((c["session_id"], c) for c in clicks), rate_per_s=args.rate
+        )
+    )
+    print(f"sent {sent} clicks to {topic} at {bootstrap}")
+    return 0
+
+
+# -- fraudapp demo -------------------------------------------------------------------------------
+
+
+def _describe_alert(alert: dict[str, Any], web: str) -> str:
+    if alert.get("rule") == "click_burst":
+        return (
+            f"ALERT {alert['rule']}: {alert['count']} clicks on {alert['url']} in 10 s,"
+            f" session {alert['session_id']} (click {alert['click_id'][:8]})"
+            f" -> {web}/sessions/{alert['session_id']}"
+        )
+    return f"ALERT {alert.get('rule')}: {orjson.dumps(alert).decode()}"
+
+
+async def _demo_loop(bootstrap: str, web: str, rate: float, duration: float | None) -> None:
+    from fraudapp.clicks.generate import live_clicks
+
+    settings = _settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration:
+        loop.call_later(duration, stop.set)
+
+    clicks = live_clicks(seed=int(time.time()), now_ms=lambda: time.time_ns() // 1_000_000)
+
+    async def generate() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            while not stop.is_set():
+                for _ in range(max(1, round(rate / 10))):
+                    click = next(clicks)
+                    await producer.send(
+                        settings.topics.clicks,
+                        orjson.dumps(click),
+                        key=click["session_id"].encode(),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.1)
+        finally:
+            await producer.stop()
+
+    async def print_alerts() -> None:
+        consumer = AIOKafkaConsumer(
+            settings.topics.alerts, bootstrap_servers=bootstrap, auto_offset_reset="latest"
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=200)
+                for messages in batch.values():
+                    for message in messages:
+                        print(_describe_alert(orjson.loads(message.value), web), flush=True)
+        finally:
+            await consumer.stop()
+
+    tasks = [asyncio.create_task(generate()), asyncio.create_task(print_alerts())]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fraudapp import brokers
+    from fraudapp.workerproc import WorkerProcess
+
+    started = time.monotonic()
+    settings = _settings()
+    workdir = Path(tempfile.mkdtemp(prefix="fraudapp-demo-"))
+    kind = args.broker or ("kafka" if brokers.kafka_available() else "tansu")
+    names = {"kafka": "Apache Kafka (KRaft, one node)", "tansu": "Tansu (zero-JVM fallback)"}
+    why = (
+        ""
+        if args.broker
+        else (" (Java and Maven found)" if kind == "kafka" else " (no Java/Maven: fallback)")
+    )
+    print(f"fraudapp demo: starting {names[kind]}{why} ...", flush=True)
+    broker = brokers.make_broker(kind)
+    worker: WorkerProcess | None = None
+    try:
+        broker.start()
+        print(f"  broker   {broker.bootstrap} (pid {broker.pid})", flush=True)
+        created = asyncio.run(
+            kafkaio.ensure_topics(broker.bootstrap, settings.topics.external(), settings.partitions)
+        )
+        print(
+            f"  topics   {', '.join(settings.topics.external())}"
+            f" ({settings.partitions} partitions; created {len(created)})",
+            flush=True,
+        )
+        env = {"BROKER_SESSION_TIMEOUT": "6"} if kind == "tansu" else {}
+        worker = WorkerProcess(
+            broker_url=f"kafka://{broker.bootstrap}",
+            web_port=args.port or brokers.free_port(),
+            datadir=workdir / "worker",
+            env=env,
+            log_level="warning",
+        ).start()
+        worker.wait_ready(timeout=120)
+        print(f"  worker   pid {worker.pid}, log {worker.log_path}", flush=True)
+        print(
+            f"  web      {worker.url}/  (click the ads; a session's state is at"
+            f" {worker.url}/sessions/<session_id>)",
+            flush=True,
+        )
+        print(
+            f"ready in {time.monotonic() - started:.1f} s; generating ~{args.rate:g} clicks/s,"
+            " alerts follow. Ctrl-C stops everything.",
+            flush=True,
+        )
+        asyncio.run(_demo_loop(broker.bootstrap, worker.url, args.rate, args.duration))
+        print("stopping ...", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("stopping ...", flush=True)
+        return 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()
+        print("stopped: worker and broker are down.", flush=True)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraudapp", description="Real-time fraud detection on Kafka streams (faust)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="embedded broker + worker + click generator, alerts live")
+    demo.add_argument("--broker", choices=["kafka", "tansu"], help="default: kafka if Java+Maven")
+    demo.add_argument("--rate", type=float, default=20.0, help="clicks per second (default 20)")
+    demo.add_argument("--port", type=int, help="worker web port (default: a free one)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.set_defaults(func=cmd_demo)
+
+    broker = sub.add_parser("broker", help="run an embedded broker in the foreground")
+    broker.add_argument("--kind", choices=["kafka", "tansu", "auto"], default="auto")
+    broker.add_argument("--port", type=int, help="listen port (default: a free one)")
+    broker.set_defaults(func=cmd_broker)
+
+    topics = sub.add_parser("topics", help="create fraudapp's topics on BROKER_URL")
+    topics.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
+    topics.set_defaults(func=cmd_topics)
+
+    generate = sub.add_parser("generate", help="produce a synthetic click stream")
+    generate.add_argument("--count", type=int, default=10_000)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--rate", type=float, help="clicks per second (default: flat out)")
+    generate.add_argument(
+        "--shuffle-ms", type=int, default=0, help="deliver out of order, each click up to this late"
+    )
+    generate.add_argument("--topic", help="default: CLICKS_TOPIC")
+    generate.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
+    generate.add_argument("--out", help="write JSON lines to this file instead of a topic")
+    generate.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

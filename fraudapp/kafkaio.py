@@ -1,0 +1,107 @@
+"""Small Kafka chores shared by the CLI, the demo and the tests: topics, JSON in and out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+def bootstrap_of(broker_url: str) -> str:
+    """``kafka://host:port;host2:port`` (faust's form) to aiokafka's ``host:port,…``."""
+    hosts = broker_url.split("://", 1)[-1]
+    return ",".join(h.strip() for h in hosts.replace(";", ",").split(",") if h.strip())
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+    """Create the topics that are missing; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    created = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in dict.fromkeys(names) if n not in existing]
+        for name in wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                )
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    return created
+
+
+async def produce_json(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[str | None, dict[str, Any]]],
+    *,
+    rate_per_s: float | None = None,
+) -> int:
+    """Send (key, value) records as JSON with Kafka's default (murmur2) partitioner."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    sent = 0
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for key, value in records:
+            await producer.send(
+                topic, orjson.dumps(value), key=None if key is None else key.encode()
+            )
+            sent += 1
+            if rate_per_s:
+                ahead = sent / rate_per_s - (loop.time() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def consume_json(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    idle_s: float = 3.0,
+    until: int | None = None,
+    timeout_s: float = 300.0,
+) -> dict[str, list[dict[str, Any]]]:
+    """Read topics from the start until ``until`` records arrived (or ``idle_s`` of silence
+    after the first), decoded as JSON, per topic."""
+    names = list(topics)
+    consumer = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last = loop.time()
+    try:
+        while loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batch.items():
+                out[tp.topic].extend(orjson.loads(m.value) for m in messages)
+                last = loop.time()
+            total = sum(len(v) for v in out.values())
+            if until is not None and total >= until:
+                break
+            if until is None and total and loop.time() - last > idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,88 @@
+"""Shared pieces of the integration tests: isolated apps on one broker, real workers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fraudapp import kafkaio
+from fraudapp.workerproc import WorkerProcess
+
+_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppSpace:
+    """One test's own app id and topic names on the shared broker, so tests never
+    read each other's records or consumer offsets."""
+
+    def __init__(self, bootstrap: str, name: str, partitions: int = 4, **env: str) -> None:
+        self.bootstrap = bootstrap
+        self.name = f"{name}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+        self.partitions = partitions
+        self.topics = {
+            "clicks": f"{self.name}-clicks",
+            "verdicts": f"{self.name}-click-verdicts",
+            "alerts": f"{self.name}-alerts",
+            "dead": f"{self.name}-dead-letter",
+        }
+        self.env = {
+            "FRAUDAPP_APP_ID": self.name,
+            "FRAUDAPP_PARTITIONS": str(partitions),
+            "CLICKS_TOPIC": self.topics["clicks"],
+            "CLICK_VERDICTS_TOPIC": self.topics["verdicts"],
+            "ALERTS_TOPIC": self.topics["alerts"],
+            "DEAD_LETTER_TOPIC": self.topics["dead"],
+            **env,
+        }
+
+    def create_topics(self) -> None:
+        asyncio.run(kafkaio.ensure_topics(self.bootstrap, self.topics.values(), self.partitions))
+
+    def worker(self, datadir: Path, **env: str) -> WorkerProcess:
+        return WorkerProcess(
+            broker_url=self.bootstrap,
+            web_port=free_port(),
+            datadir=datadir,
+            env={**self.env, **env},
+        )
+
+    def produce(
+        self, records: list[tuple[str | None, dict[str, Any]]], topic: str = "clicks"
+    ) -> int:
+        return asyncio.run(kafkaio.produce_json(self.bootstrap, self.topics[topic], records))
+
+    def consume(
+        self, *names: str, until: int | None = None, idle_s: float = 4.0, timeout_s: float = 240.0
+    ) -> dict[str, list[dict[str, Any]]]:
+        out = asyncio.run(
+            kafkaio.consume_json(
+                self.bootstrap,
+                [self.topics[n] for n in names],
+                until=until,
+                idle_s=idle_s,
+                timeout_s=timeout_s,
+            )
+        )
+        return {n: out[self.topics[n]] for n in names}
+
+
+@contextmanager
+def running(worker: WorkerProcess, timeout: float = 120.0) -> Iterator[WorkerProcess]:
+    worker.start()
+    try:
+        worker.wait_ready(timeout)
+        yield worker
+    finally:
+        worker.stop()
