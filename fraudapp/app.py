@@ -15,6 +15,7 @@ import asyncio
 
 import faust
 
+from fraudapp.httperrors import application_options
 from fraudapp.settings import Settings
 
 settings = Settings.from_env()
@@ -39,6 +40,7 @@ app = faust.App(
     key_serializer="raw",
     value_serializer="raw",
     producer_linger_ms=2,
+    web_application_options=application_options(),
 )
 
 

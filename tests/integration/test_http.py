@@ -1,0 +1,149 @@
+"""The worker's HTTP surface on a real broker: ingest, session views, errors, routing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from fraudapp.workerproc import WorkerProcess
+from tests.integration.helpers import AppSpace, running
+
+T0 = 1_767_225_600_000
+
+
+def wait_for(check, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def space(kafka_broker) -> AppSpace:
+    # The seed's topic name works as well as ours: topic names are settings.
+    space = AppSpace(kafka_broker.bootstrap, "http")
+    space.topics["clicks"] = f"fcd-producer-{space.name}"
+    space.env["CLICKS_TOPIC"] = space.topics["clicks"]
+    space.create_topics()
+    return space
+
+
+@pytest.fixture(scope="module")
+def worker(space: AppSpace, tmp_path_factory) -> WorkerProcess:
+    with running(space.worker(tmp_path_factory.mktemp("http"))) as worker:
+        yield worker
+
+
+def test_posted_clicks_are_judged_and_the_session_view_shows_them(
+    worker: WorkerProcess, space: AppSpace
+) -> None:
+    status, body = worker.request(
+        "POST",
+        "/clicks",
+        {"click_id": "h1", "session_id": "web-1", "url": "https://a.example/x", "timestamp": T0},
+    )
+    assert (status, body["accepted"]) == (202, 1)
+    burst = [
+        {
+            "click_id": f"h{i}",
+            "session_id": "web-1",
+            "url": "https://a.example/x",
+            "timestamp": T0 + i * 1000,
+        }
+        for i in (2, 3)
+    ]
+    status, body = worker.request("POST", "/clicks", burst)
+    assert (status, body) == (202, {"accepted": 2, "click_ids": ["h2", "h3"]})
+
+    def alerted():
+        status, view = worker.get("/sessions/web-1")
+        return view if status == 200 and view["alerts"] else None
+
+    view = wait_for(alerted)
+    assert view, "the session view never showed the alert"
+    assert [c["click_id"] for c in view["urls"]["https://a.example/x"]] == ["h1", "h2", "h3"]
+    assert [a["click_id"] for a in view["alerts"]] == ["h3"]
+    alerts = space.consume("alerts", until=1)["alerts"]
+    assert alerts[0]["alert_id"] == view["alerts"][0]["alert_id"]
+
+
+def test_ingest_fills_in_id_and_time(worker: WorkerProcess) -> None:
+    status, body = worker.request("POST", "/clicks", {"session_id": "web-2", "url": "u"})
+    assert status == 202 and len(body["click_ids"][0]) == 36
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "says"),
+    [
+        (b"{nope", "not_json", "not JSON"),
+        (b"[]", "not_object", "empty"),
+        (b'"a string"', "not_object", "not a JSON object"),
+        (b'[{"session_id":"s","url":"u"},{"url":"u"}]', "missing_field", "click #1"),
+        (b'{"session_id":"s","url":"u","timestamp":"later"}', "bad_timestamp", "timestamp"),
+        (b'{"session_id":"s","url":"u","lat":"x","lon":1}', "bad_location", "lat"),
+    ],
+)
+def test_bad_requests_get_400_with_a_reason(
+    worker: WorkerProcess, body: bytes, reason: str, says: str
+) -> None:
+    status, answer = worker.request("POST", "/clicks", body)
+    assert status == 400
+    assert answer["reason"] == reason and says in answer["error"]
+
+
+def test_oversized_body_is_refused(worker: WorkerProcess) -> None:
+    status, answer = worker.request("POST", "/clicks", b"[" + b" " * 2_000_000 + b"]")
+    assert status == 413 and answer["reason"] == "oversized"
+
+
+def test_unknown_session_is_404_with_a_reason(worker: WorkerProcess) -> None:
+    status, answer = worker.get("/sessions/never-seen")
+    assert status == 404 and "never-seen" in answer["error"]
+
+
+def test_link_click_page_and_health(worker: WorkerProcess) -> None:
+    status, page = worker.get("/")
+    assert status == 200 and 'fetch("/clicks"' in page and "data-url" in page
+    status, health = worker.get("/health")
+    assert status == 200 and health["status"] == "ready"
+    assert worker.get("/no/such/page") == (404, {"error": "Not Found", "reason": "not_found"})
+
+
+def test_any_worker_answers_for_any_session(kafka_broker, tmp_path: Path) -> None:
+    """Two workers share the partitions; each session's view comes from its owner,
+    whichever worker is asked."""
+    space = AppSpace(kafka_broker.bootstrap, "route")
+    space.create_topics()
+    first, second = space.worker(tmp_path / "a"), space.worker(tmp_path / "b")
+    with running(first), running(second):
+
+        def both_own_partitions():
+            owners = set()
+            for w in (first, second):
+                status, health = w.get("/health")
+                if status != 200 or not health["assigned_partitions"]:
+                    return False
+                owners.add(w.url)
+            return len(owners) == 2
+
+        assert wait_for(both_own_partitions, timeout=60)
+        sessions = [f"r{i}" for i in range(16)]
+        clicks = [
+            {"click_id": f"{s}-{i}", "session_id": s, "url": "u", "timestamp": T0 + i}
+            for s in sessions
+            for i in range(3)
+        ]
+        assert first.request("POST", "/clicks", clicks)[0] == 202
+        space.consume("verdicts", until=len(clicks))
+        served_by = set()
+        for session in sessions:
+            views = [w.get(f"/sessions/{session}") for w in (first, second)]
+            assert views[0] == views[1], session
+            status, view = views[0]
+            assert status == 200 and len(view["alerts"]) == 1
+            served_by.add(view["served_by"])
+        assert served_by == {first.url, second.url}
