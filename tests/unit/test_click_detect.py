@@ -35,9 +35,7 @@ def run(clicks: list[Click], rule: BurstRule = RULE) -> tuple[set[str], dict[str
 
 
 class TestWindowBoundaries:
-    @pytest.mark.parametrize(
-        ("span_ms", "fraud"), [(9_999, True), (10_000, True), (10_001, False)]
-    )
+    @pytest.mark.parametrize(("span_ms", "fraud"), [(9_999, True), (10_000, True), (10_001, False)])
     def test_third_click_span(self, span_ms: int, fraud: bool) -> None:
         alerts, verdicts = run([click("a", 0), click("b", span_ms // 2), click("c", span_ms)])
         assert ("c" in alerts) is fraud
@@ -88,8 +86,10 @@ class TestArrivalOrder:
     def test_every_permutation_gives_the_same_alerts(self) -> None:
         base = [click(str(i), ts) for i, ts in enumerate([0, 3_000, 6_000, 10_000, 10_001, 25_000])]
         expected = fraudulent_click_ids(
-            [{"click_id": c.click_id, "session_id": "s", "url": "u", "timestamp": c.timestamp}
-             for c in base]
+            [
+                {"click_id": c.click_id, "session_id": "s", "url": "u", "timestamp": c.timestamp}
+                for c in base
+            ]
         )
         rng = random.Random(7)
         for _ in range(200):

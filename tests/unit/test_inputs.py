@@ -49,13 +49,17 @@ def test_good_click() -> None:
         (None, "not_json"),
         (b"[1,2]", "not_object"),
         (b'{"session_id":"s","url":"u","timestamp":1767225600000}', "missing_field"),
-        (b'{"click_id":{},"session_id":"s","url":"u","timestamp":1767225600000}',
-         "bad_field_type"),
+        (b'{"click_id":{},"session_id":"s","url":"u","timestamp":1767225600000}', "bad_field_type"),
         (b'{"click_id":"c","session_id":"s","url":"u","timestamp":"soon"}', "bad_timestamp"),
-        (b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":91,'
-         b'"lon":0}', "bad_location"),
-        (b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":1}',
-         "bad_location"),
+        (
+            b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":91,'
+            b'"lon":0}',
+            "bad_location",
+        ),
+        (
+            b'{"click_id":"c","session_id":"s","url":"u","timestamp":1767225600000,"lat":1}',
+            "bad_location",
+        ),
         (b"{" + b" " * 5000 + b"}", "oversized"),
     ],
 )
@@ -67,24 +71,41 @@ def test_bad_clicks_name_their_reason(raw: bytes | None, reason: str) -> None:
 
 def test_alert_envelope_and_deterministic_id() -> None:
     alert = make_alert(
-        rule="click_burst", rule_version=1, key="s1", event_time=5, identity=("s1", "u", "c"),
-        evidence={"click_id": "c"}, detected_at=9,
+        rule="click_burst",
+        rule_version=1,
+        key="s1",
+        event_time=5,
+        identity=("s1", "u", "c"),
+        evidence={"click_id": "c"},
+        detected_at=9,
     )
     assert alert == {
         "alert_id": alert_id("click_burst", "s1", "u", "c"),
-        "rule": "click_burst", "rule_version": 1, "key": "s1", "event_time": 5,
-        "detected_at": 9, "click_id": "c",
+        "rule": "click_burst",
+        "rule_version": 1,
+        "key": "s1",
+        "event_time": 5,
+        "detected_at": 9,
+        "click_id": "c",
     }
     assert alert_id("click_burst", "s1", "u", "c") != alert_id("click_burst", "s1", "u", "d")
     with pytest.raises(ValueError):
-        make_alert(rule="r", rule_version=1, key="k", event_time=1, identity=("x",),
-                   evidence={"rule": "other"})
+        make_alert(
+            rule="r",
+            rule_version=1,
+            key="k",
+            event_time=1,
+            identity=("x",),
+            evidence={"rule": "other"},
+        )
 
 
 def test_dead_letter_keeps_original_bytes() -> None:
-    text = dead_letter(raw=b"{oops", topic="clicks", partition=1, offset=7, reason="not_json",
-                       message="m")
+    text = dead_letter(
+        raw=b"{oops", topic="clicks", partition=1, offset=7, reason="not_json", message="m"
+    )
     assert text["value"] == "{oops" and text["offset"] == 7 and text["source_topic"] == "clicks"
-    binary = dead_letter(raw=b"\xff\x00", topic="clicks", partition=0, offset=0,
-                         reason="not_json", message="m")
+    binary = dead_letter(
+        raw=b"\xff\x00", topic="clicks", partition=0, offset=0, reason="not_json", message="m"
+    )
     assert binary["value_base64"] == "/wA="
