@@ -1,0 +1,48 @@
+"""``fraudapp demo`` as a user runs it: alerts appear, Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from fraudapp.procs import alive
+
+
+def test_demo_prints_alerts_and_ctrl_c_stops_everything(tmp_path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "fraudapp", "demo", "--broker", "kafka", "--rate", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        assert demo.stdout is not None
+        while time.monotonic() < deadline:
+            line = demo.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+            if line.startswith("ALERT click_burst"):
+                break
+        output = "\n".join(lines)
+        assert any(line.startswith("ALERT click_burst") for line in lines), output
+        assert "Apache Kafka" in output and "/sessions/" in output
+        broker_pid = int(re.search(r"broker .* \(pid (\d+)\)", output).group(1))
+        worker_pid = int(re.search(r"worker\s+pid (\d+)", output).group(1))
+        ready = float(re.search(r"ready in ([\d.]+) s", output).group(1))
+        print(f"\ndemo ready in {ready:.1f} s")
+        assert alive(broker_pid) and alive(worker_pid)
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 0, rest
+        assert "stopped: worker and broker are down." in rest
+        assert not alive(broker_pid) and not alive(worker_pid)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
