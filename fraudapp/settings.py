@@ -53,6 +53,8 @@ class Topics:
     click_verdicts: str = "click-verdicts"
     alerts: str = "alerts"
     dead_letter: str = "dead-letter"
+    atm_txns: str = "atm-txns"
+    accounts: str = "accounts"
 
     @property
     def clicks_by_session(self) -> str:
@@ -61,7 +63,14 @@ class Topics:
 
     def external(self) -> list[str]:
         """The topics users produce to or consume from (created by ``fraudapp demo``)."""
-        return [self.clicks, self.click_verdicts, self.alerts, self.dead_letter]
+        return [
+            self.clicks,
+            self.click_verdicts,
+            self.alerts,
+            self.dead_letter,
+            self.atm_txns,
+            self.accounts,
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,27 @@ class ClickBurstSettings:
     threshold: int = 3
     window_ms: int = 10_000
     lateness_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class AtmSettings:
+    """The ATM rule (ksqlDB's ``ATM_POSSIBLE_FRAUD``): two transactions of one account
+    at different locations within ``window_ms`` of event time."""
+
+    window_ms: int = 600_000
+    lateness_ms: int = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    """Webhook notifications: which rules' alerts are POSTed where, and how hard to try."""
+
+    webhook_url: str | None = None
+    rules: tuple[str, ...] = ("atm_impossible_travel",)
+    max_attempts: int = 6
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +120,8 @@ class Settings:
     max_record_bytes: int = 64 * 1024
     topics: Topics = field(default_factory=Topics)
     click_burst: ClickBurstSettings = field(default_factory=ClickBurstSettings)
+    atm: AtmSettings = field(default_factory=AtmSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -122,11 +154,29 @@ class Settings:
                 click_verdicts=_str(env, "CLICK_VERDICTS_TOPIC", t.click_verdicts),
                 alerts=_str(env, "ALERTS_TOPIC", t.alerts),
                 dead_letter=_str(env, "DEAD_LETTER_TOPIC", t.dead_letter),
+                atm_txns=_str(env, "ATM_TXNS_TOPIC", t.atm_txns),
+                accounts=_str(env, "ACCOUNTS_TOPIC", t.accounts),
             ),
             click_burst=ClickBurstSettings(
                 threshold=_int(env, "CLICK_BURST_THRESHOLD", 3, minimum=1),
                 window_ms=_int(env, "CLICK_BURST_WINDOW_MS", 10_000, minimum=0),
                 lateness_ms=_int(env, "CLICK_ALLOWED_LATENESS_MS", 30_000, minimum=0),
+            ),
+            atm=AtmSettings(
+                window_ms=_int(env, "ATM_WINDOW_MS", 600_000, minimum=0),
+                lateness_ms=_int(env, "ATM_ALLOWED_LATENESS_MS", 3_600_000, minimum=0),
+            ),
+            notify=NotifySettings(
+                webhook_url=env.get("NOTIFY_WEBHOOK_URL") or None,
+                rules=tuple(
+                    r.strip()
+                    for r in _str(env, "NOTIFY_RULES", "atm_impossible_travel").split(",")
+                    if r.strip()
+                ),
+                max_attempts=_int(env, "NOTIFY_MAX_ATTEMPTS", 6, minimum=1),
+                backoff_initial_s=_float(env, "NOTIFY_BACKOFF_INITIAL_S", 0.5),
+                backoff_max_s=_float(env, "NOTIFY_BACKOFF_MAX_S", 30.0),
+                timeout_s=_float(env, "NOTIFY_TIMEOUT_S", 10.0),
             ),
         )
 
