@@ -176,7 +176,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             web_port=args.port or brokers.free_port(),
             datadir=workdir / "worker",
             env=env,
-            log_level="warning",
+            log_level="warn",
         ).start()
         worker.wait_ready(timeout=120)
         print(f"  worker   pid {worker.pid}, log {worker.log_path}", flush=True)
