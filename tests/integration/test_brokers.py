@@ -1,0 +1,72 @@
+"""The embedded brokers: real round trips, and no orphan process however they end."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fraudapp import kafkaio
+from fraudapp.brokers import free_port
+from fraudapp.procs import alive
+
+
+def round_trip(bootstrap: str) -> list[dict]:
+    async def go() -> list[dict]:
+        await kafkaio.ensure_topics(bootstrap, ["rt"], 1)
+        await kafkaio.produce_json(bootstrap, "rt", [("k", {"n": i}) for i in range(5)])
+        return (await kafkaio.consume_json(bootstrap, ["rt"], until=5, timeout_s=60))["rt"]
+
+    return asyncio.run(go())
+
+
+def test_kafka_round_trip(kafka_broker) -> None:
+    assert round_trip(kafka_broker.bootstrap) == [{"n": i} for i in range(5)]
+
+
+def test_tansu_round_trip(tansu_broker) -> None:
+    assert round_trip(tansu_broker.bootstrap) == [{"n": i} for i in range(5)]
+
+
+def start_foreground(kind: str) -> tuple[subprocess.Popen[str], int]:
+    """``fraudapp broker`` in a child; returns it and the broker's own pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fraudapp", "broker", "--kind", kind, "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"ready at 127\.0\.0\.1:\d+ .*pid=(\d+)", line)
+    assert match, line + proc.stdout.read() if proc.poll() is not None else line
+    return proc, int(match.group(1))
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+@pytest.mark.parametrize("kind", ["kafka", "tansu"])
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_no_orphan_broker(kind: str, how: signal.Signals) -> None:
+    proc, broker_pid = start_foreground(kind)
+    try:
+        assert alive(broker_pid)
+        proc.send_signal(how)
+        proc.wait(30)
+        if how != signal.SIGKILL:
+            assert proc.returncode == 0
+        assert wait_gone(broker_pid), f"{kind} broker {broker_pid} outlived its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
