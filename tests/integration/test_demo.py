@@ -16,7 +16,11 @@ def test_demo_prints_alerts_and_ctrl_c_stops_everything(tmp_path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     demo = subprocess.Popen(
         [sys.executable, "-m", "fraudapp", "demo", "--broker", "kafka", "--rate", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     lines: list[str] = []
     try:
