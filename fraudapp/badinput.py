@@ -85,3 +85,14 @@ def optional_coordinate(obj: dict[str, Any], name: str, limit: float) -> float |
     if not math.isfinite(number) or abs(number) > limit:
         raise BadInput("bad_location", f"field {name!r}={value!r} is outside ±{limit}")
     return number
+
+
+def late_event(what: str, timestamp: int, lateness_ms: int, watermark: int | None) -> BadInput:
+    """The refusal of an event that arrived after its window may have expired."""
+    from fraudapp.timeparse import format_ms
+
+    return BadInput(
+        "late_event",
+        f"{what} at {format_ms(timestamp)} is more than {lateness_ms} ms behind the"
+        f" partition's watermark {format_ms(watermark or 0)}",
+    )

@@ -17,14 +17,13 @@ from faust.types import EventT
 
 from fraudapp.alerts import make_alert
 from fraudapp.app import alerts_topic, app, output_topic, settings
-from fraudapp.badinput import BadInput
-from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule
-from fraudapp.clicks.models import decode_click
-from fraudapp.clicks.processor import ClickBurstPartition, ClickOutcome
+from fraudapp.badinput import BadInput, late_event
+from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
+from fraudapp.clicks.models import Click, decode_click
+from fraudapp.clicks.processor import ClickPartition, click_partition
 from fraudapp.outputs import send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.tablescan import scan_partition
-from fraudapp.timeparse import format_ms
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ verdicts_topic = output_topic(topics.click_verdicts)
 
 
 class ClickBurstWorker:
-    """This worker's partitions of the rule, each a :class:`ClickBurstPartition`.
+    """This worker's partitions of the rule, each a :class:`fraudapp.keyed.KeyedPartition`.
 
     They are built lazily from the recovered table on the first click after a
     rebalance, so a partition that moves to another worker keeps its watermark and
@@ -77,16 +76,16 @@ class ClickBurstWorker:
     """
 
     def __init__(self) -> None:
-        self.partitions: dict[int, ClickBurstPartition] = {}
+        self.partitions: dict[int, ClickPartition] = {}
         self.counts = {"clicks": 0, "alerts": 0, "dead_letters": 0, "rekeyed": 0}
 
     def reset(self) -> None:
         self.partitions.clear()
 
-    def partition(self, number: int) -> ClickBurstPartition:
+    def partition(self, number: int) -> ClickPartition:
         processor = self.partitions.get(number)
         if processor is None:
-            processor = ClickBurstPartition(rule, sessions, scan_partition(sessions, number))
+            processor = click_partition(rule, sessions, scan_partition(sessions, number))
             self.partitions[number] = processor
         return processor
 
@@ -104,31 +103,22 @@ class ClickBurstWorker:
             self.counts["rekeyed"] += 1
             await clicks_by_session.send(key=key, value=message.value, partition=home)
             return
-        processor = self.partition(message.partition)
-        watermark = processor.watermark
-        outcome = processor.process(click)
-        if outcome.late:
+        outcome = self.partition(message.partition).process(click)
+        if outcome.result is None:
             self.counts["dead_letters"] += 1
             await send_dead_letter(
-                event,
-                BadInput(
-                    "late_event",
-                    f"click at {format_ms(click.timestamp)} is more than"
-                    f" {rule.lateness_ms} ms behind the partition's watermark"
-                    f" {format_ms(watermark or 0)}",
-                ),
+                event, late_event("click", click.timestamp, rule.lateness_ms, outcome.watermark)
             )
             return
         self.counts["clicks"] += 1
-        await send_json(verdicts_topic, key, verdict(outcome))
-        for finding in outcome.findings:
+        await send_json(verdicts_topic, key, verdict(click, outcome.result))
+        for finding in outcome.result.findings:
             self.counts["alerts"] += 1
             await send_json(alerts_topic, key, finding_alert(finding))
 
 
-def verdict(outcome: ClickOutcome) -> dict[str, Any]:
+def verdict(click: Click, outcome: BurstStep) -> dict[str, Any]:
     """The click's record on ``click-verdicts``: its verdict as known on arrival."""
-    click = outcome.click
     return {
         "click_id": click.click_id,
         "session_id": click.session_id,

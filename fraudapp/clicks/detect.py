@@ -43,9 +43,23 @@ class BurstRule:
         arrive ``lateness_ms`` late and look back ``window_ms`` from there."""
         return self.window_ms + self.lateness_ms
 
-    def is_too_late(self, timestamp: int, watermark: int | None) -> bool:
-        """A click this far behind the stream may find its window already expired."""
-        return watermark is not None and timestamp < watermark - self.lateness_ms
+    # The keyed-rule interface (fraudapp.keyed.KeyedRule): state is per session.
+
+    def key(self, click: Click) -> bytes:
+        return click.session_id.encode("utf-8")
+
+    def event_time(self, click: Click) -> int:
+        return click.timestamp
+
+    def apply(self, state: SessionState | None, click: Click) -> tuple[SessionState, BurstStep]:
+        result = step(state, click, self)
+        return result.state, result
+
+    def prune(self, state: SessionState, horizon: int) -> SessionState | None:
+        return prune(state, horizon)
+
+    def latest_time(self, state: SessionState) -> int:
+        return latest_time(state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +105,8 @@ class BurstStep:
 def step(state: SessionState | None, click: Click, rule: BurstRule) -> BurstStep:
     """Apply one click to its session's state.
 
-    The caller has already refused clicks that are too late (:meth:`BurstRule.is_too_late`)
-    and prunes expired entries with :func:`prune`; ``state`` is mutated and returned.
+    The caller (:class:`fraudapp.keyed.KeyedPartition`) has already refused clicks
+    that are too late and pruned expired entries; ``state`` is mutated and returned.
     """
     state = state if state is not None else {"urls": {}}
     entries: list[list[Any]] = state["urls"].setdefault(click.url, [])

@@ -14,7 +14,7 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.agents import clicks_topic, rule, sessions
 from fraudapp.clicks.detect import RULE_NAME
 from fraudapp.clicks.models import click_from_dict
-from fraudapp.clicks.processor import decode_state
+from fraudapp.keyed import decode_state
 from fraudapp.partitioning import partition_for
 from fraudapp.web import json_error, routed
 

@@ -10,7 +10,7 @@ from fraudapp.clicks.detect import BurstRule, prune, step
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.models import Click, click_from_dict
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.clicks.processor import ClickBurstPartition
+from fraudapp.clicks.processor import click_partition
 
 RULE = BurstRule()
 T0 = 1_767_225_600_000
@@ -22,14 +22,14 @@ def click(click_id: str, ts: int, session: str = "s", url: str = "u") -> Click:
 
 def run(clicks: list[Click], rule: BurstRule = RULE) -> tuple[set[str], dict[str, bool]]:
     """Feed clicks in the given order through one partition; alerts and verdicts."""
-    processor = ClickBurstPartition(rule, {})
+    processor = click_partition(rule, {})
     alerted: list[str] = []
     verdicts: dict[str, bool] = {}
     for c in clicks:
-        outcome = processor.process(c)
-        assert not outcome.late
-        verdicts[c.click_id] = outcome.fraud
-        alerted.extend(f.click_id for f in outcome.findings)
+        result = processor.process(c).result
+        assert result is not None, "refused as late"
+        verdicts[c.click_id] = result.fraud
+        alerted.extend(f.click_id for f in result.findings)
     assert len(alerted) == len(set(alerted)), "a click was alerted twice"
     return set(alerted), verdicts
 
@@ -59,10 +59,10 @@ class TestWindowBoundaries:
         assert run(clicks)[0] == set()
 
     def test_evidence(self) -> None:
-        processor = ClickBurstPartition(RULE, {})
+        processor = click_partition(RULE, {})
         for c in (click("a", 0), click("b", 4_000)):
             processor.process(c)
-        (finding,) = processor.process(click("c", 10_000)).findings
+        (finding,) = processor.process(click("c", 10_000)).result.findings
         assert finding.evidence() == {
             "click_id": "c",
             "session_id": "s",
@@ -100,23 +100,23 @@ class TestArrivalOrder:
     def test_redelivered_click_counts_once_and_keeps_its_verdict(self) -> None:
         clicks = [click("a", 0), click("a", 0), click("b", 1), click("b", 1)]
         assert run(clicks)[0] == set()
-        processor = ClickBurstPartition(RULE, {})
+        processor = click_partition(RULE, {})
         for c in (click("a", 0), click("b", 1), click("c", 2)):
             processor.process(c)
-        again = processor.process(click("c", 2))
+        again = processor.process(click("c", 2)).result
         assert again.duplicate and again.fraud and not again.findings
 
 
 class TestLatenessAndExpiry:
     def test_too_late_click_is_refused(self) -> None:
-        processor = ClickBurstPartition(RULE, {})
+        processor = click_partition(RULE, {})
         processor.process(click("a", 100_000))
         assert processor.process(click("b", 100_000 - RULE.lateness_ms)).late is False
         assert processor.process(click("c", 100_000 - RULE.lateness_ms - 1)).late is True
 
     def test_quiet_sessions_are_deleted_in_event_time(self) -> None:
         store: dict[bytes, bytes] = {}
-        processor = ClickBurstPartition(RULE, store)
+        processor = click_partition(RULE, store)
         for i in range(50):
             processor.process(click(f"q{i}", i, session=f"quiet-{i}"))
         assert len(store) == 50
@@ -135,12 +135,12 @@ class TestLatenessAndExpiry:
     def test_state_survives_a_new_owner(self) -> None:
         """A partition rebuilt from its store continues exactly (restart / rebalance)."""
         store: dict[bytes, bytes] = {}
-        first = ClickBurstPartition(RULE, store)
+        first = click_partition(RULE, store)
         first.process(click("a", 0))
         first.process(click("b", 1_000))
-        second = ClickBurstPartition(RULE, store, seed=list(store.items()))
+        second = click_partition(RULE, store, seed=list(store.items()))
         assert second.watermark == T0 + 1_000
-        assert [f.click_id for f in second.process(click("c", 2_000)).findings] == ["c"]
+        assert [f.click_id for f in second.process(click("c", 2_000)).result.findings] == ["c"]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -149,12 +149,12 @@ def test_generated_stream_matches_oracle_in_any_arrival_order(seed: int) -> None
     expected = fraudulent_click_ids(raw)
     assert len(expected) > 100  # the stream has fraud worth finding
     arrived = arrival_order(raw, max_delay_ms=RULE.lateness_ms, seed=seed)
-    partitions = [ClickBurstPartition(RULE, {}) for _ in range(4)]
+    partitions = [click_partition(RULE, {}) for _ in range(4)]
     alerts: list[str] = []
     for item in arrived:
         c = click_from_dict(item)
         outcome = partitions[hash(c.session_id) % 4].process(c)
         assert not outcome.late
-        alerts.extend(f.click_id for f in outcome.findings)
+        alerts.extend(f.click_id for f in outcome.result.findings)
     assert len(alerts) == len(set(alerts))
     assert set(alerts) == expected
