@@ -87,6 +87,9 @@ def main() -> None:
 
 
 # Domain modules register their agents, tables and views on import.
+from fraudapp import notify as _notify  # noqa: E402,F401
 from fraudapp import web as _web  # noqa: E402,F401
+from fraudapp.atm import agents as _atm_agents  # noqa: E402,F401
+from fraudapp.atm import views as _atm_views  # noqa: E402,F401
 from fraudapp.clicks import agents as _click_agents  # noqa: E402,F401
 from fraudapp.clicks import views as _click_views  # noqa: E402,F401

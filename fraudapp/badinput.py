@@ -22,6 +22,7 @@ REASONS = (
     "bad_location",
     "oversized",
     "late_event",
+    "notify_failed",
 )
 
 

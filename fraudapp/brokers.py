@@ -260,8 +260,8 @@ class KafkaBroker(EmbeddedBroker):
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                _cluster_id(),
+                # "=" form: a base64 id may start with "-", which argparse takes for a flag
+                f"--cluster-id={_cluster_id()}",
                 "-c",
                 str(properties),
                 "--ignore-formatted",

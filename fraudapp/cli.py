@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from fraudapp import kafkaio
+from fraudapp.reference import tables_dir
 from fraudapp.settings import Settings
 
 
@@ -43,38 +44,94 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings()
     bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
-    created = asyncio.run(
-        kafkaio.ensure_topics(bootstrap, settings.topics.external(), settings.partitions)
-    )
-    for name in settings.topics.external():
+    created = asyncio.run(create_topics(bootstrap, settings))
+    for name in settings.topics.external() + settings.topics.compacted():
         print(f"{name}: {'created' if name in created else 'exists'}")
     return 0
+
+
+async def create_topics(bootstrap: str, settings: Settings) -> list[str]:
+    """All of fraudapp's input and output topics, reference data ones compacted."""
+    topics = settings.topics
+    created = await kafkaio.ensure_topics(bootstrap, topics.external(), settings.partitions)
+    created += await kafkaio.ensure_topics(
+        bootstrap, topics.compacted(), settings.partitions, compacted=True
+    )
+    return created
 
 
 # -- fraudapp generate ---------------------------------------------------------------------------
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from fraudapp.clicks.generate import arrival_order, generate_clicks
+def _write_jsonl(path: str, items: list[dict[str, Any]]) -> None:
+    with open(path, "wb") as out:
+        for item in items:
+            out.write(orjson.dumps(item) + b"\n")
+    print(f"wrote {len(items)} records to {path}")
 
+
+def cmd_generate(args: argparse.Namespace) -> int:
     settings = _settings()
     bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
-    clicks = generate_clicks(args.count, seed=args.seed)
-    if args.shuffle_ms:
-        clicks = arrival_order(clicks, max_delay_ms=args.shuffle_ms, seed=args.seed)
+    if args.kind == "atm":
+        from fraudapp.atm.generate import generate_txns
+
+        items = generate_txns(args.count, seed=args.seed)
+        topic = args.topic or settings.topics.atm_txns
+        records = [(t["account_id"], t) for t in items]
+    else:
+        from fraudapp.clicks.generate import arrival_order, generate_clicks
+
+        items = generate_clicks(args.count, seed=args.seed)
+        if args.shuffle_ms:
+            items = arrival_order(items, max_delay_ms=args.shuffle_ms, seed=args.seed)
+        topic = args.topic or settings.topics.clicks
+        records = [(c["session_id"], c) for c in items]
     if args.out:
-        with open(args.out, "wb") as out:
-            for click in clicks:
-                out.write(orjson.dumps(click) + b"\n")
-        print(f"wrote {len(clicks)} clicks to {args.out}")
+        _write_jsonl(args.out, items)
         return 0
-    topic = args.topic or settings.topics.clicks
+    sent = asyncio.run(kafkaio.produce_json(bootstrap, topic, records, rate_per_s=args.rate))
+    print(f"sent {sent} records to {topic} at {bootstrap}")
+    return 0
+
+
+# -- fraudapp load -------------------------------------------------------------------------------
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file (with a header) or objects of a JSON-lines file."""
+    if path.suffix.lower() == ".csv":
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [dict(row) for row in csv.DictReader(handle)]
+    with open(path, "rb") as handle:
+        return [orjson.loads(line) for line in handle if line.strip()]
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    settings = _settings()
+    bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
+    rows = read_records(Path(args.file))
+    bad = [
+        i for i, row in enumerate(rows) if not isinstance(row, dict) or not row.get("account_id")
+    ]
+    if bad:
+        print(
+            f"{args.file}: record(s) {bad[:10]} have no account_id; nothing loaded", file=sys.stderr
+        )
+        return 2
+    asyncio.run(create_topics(bootstrap, settings))
     sent = asyncio.run(
         kafkaio.produce_json(
-            bootstrap, topic, ((c["session_id"], c) for c in clicks), rate_per_s=args.rate
+            bootstrap, settings.topics.accounts, [(str(r["account_id"]), r) for r in rows]
         )
     )
-    print(f"sent {sent} clicks to {topic} at {bootstrap}")
+    distinct = len({str(r["account_id"]) for r in rows})
+    print(
+        f"loaded {sent} records ({distinct} accounts; a repeated id's last record wins)"
+        f" into {settings.topics.accounts} at {bootstrap}"
+    )
     return 0
 
 
@@ -88,10 +145,21 @@ def _describe_alert(alert: dict[str, Any], web: str) -> str:
             f" session {alert['session_id']} (click {alert['click_id'][:8]})"
             f" -> {web}/sessions/{alert['session_id']}"
         )
+    if alert.get("rule") == "atm_impossible_travel":
+        who = alert.get("customer_name") or "unknown customer"
+        return (
+            f"ALERT {alert['rule']}: account {alert['account_id']} ({who}) at {alert['t1_atm']}"
+            f" then {alert['t2_atm']}, {alert['distance_between_txn_km']:.1f} km in"
+            f" {alert['minutes_difference']:.1f} min = {alert['kmh_required']:.0f} km/h"
+            f" -> {web}/accounts/{alert['account_id']}"
+        )
     return f"ALERT {alert.get('rule')}: {orjson.dumps(alert).decode()}"
 
 
-async def _demo_loop(bootstrap: str, web: str, rate: float, duration: float | None) -> None:
+async def _demo_loop(
+    bootstrap: str, web: str, rate: float, atm_rate: float, duration: float | None
+) -> None:
+    from fraudapp.atm.generate import live_txns
     from fraudapp.clicks.generate import live_clicks
 
     settings = _settings()
@@ -104,17 +172,29 @@ async def _demo_loop(bootstrap: str, web: str, rate: float, duration: float | No
 
     clicks = live_clicks(seed=int(time.time()), now_ms=lambda: time.time_ns() // 1_000_000)
 
+    txns = live_txns()
+
     async def generate() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await producer.start()
+        owed = {"clicks": 0.0, "atm": 0.0}
         try:
             while not stop.is_set():
-                for _ in range(max(1, round(rate / 10))):
+                owed["clicks"] += rate / 10
+                owed["atm"] += atm_rate / 10
+                while owed["clicks"] >= 1:
+                    owed["clicks"] -= 1
                     click = next(clicks)
                     await producer.send(
                         settings.topics.clicks,
                         orjson.dumps(click),
                         key=click["session_id"].encode(),
+                    )
+                while owed["atm"] >= 1:
+                    owed["atm"] -= 1
+                    txn = next(txns)
+                    await producer.send(
+                        settings.topics.atm_txns, orjson.dumps(txn), key=txn["account_id"].encode()
                     )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.1)
@@ -162,14 +242,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         broker.start()
         print(f"  broker   {broker.bootstrap} (pid {broker.pid})", flush=True)
-        created = asyncio.run(
-            kafkaio.ensure_topics(broker.bootstrap, settings.topics.external(), settings.partitions)
-        )
+        created = asyncio.run(create_topics(broker.bootstrap, settings))
         print(
-            f"  topics   {', '.join(settings.topics.external())}"
+            f"  topics   {', '.join(settings.topics.external() + settings.topics.compacted())}"
             f" ({settings.partitions} partitions; created {len(created)})",
             flush=True,
         )
+        customers = tables_dir() / "accounts.csv"
+        cmd_load(argparse.Namespace(file=str(customers), broker=broker.bootstrap))
         env = {"BROKER_SESSION_TIMEOUT": "6"} if kind == "tansu" else {}
         worker = WorkerProcess(
             broker_url=f"kafka://{broker.bootstrap}",
@@ -186,11 +266,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(
-            f"ready in {time.monotonic() - started:.1f} s; generating ~{args.rate:g} clicks/s,"
-            " alerts follow. Ctrl-C stops everything.",
+            f"ready in {time.monotonic() - started:.1f} s; generating ~{args.rate:g} clicks/s"
+            f" and ~{args.atm_rate:g} ATM transactions/s, alerts follow."
+            " Ctrl-C stops everything.",
             flush=True,
         )
-        asyncio.run(_demo_loop(broker.bootstrap, worker.url, args.rate, args.duration))
+        asyncio.run(
+            _demo_loop(broker.bootstrap, worker.url, args.rate, args.atm_rate, args.duration)
+        )
         print("stopping ...", flush=True)
         return 0
     except KeyboardInterrupt:
@@ -215,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded broker + worker + click generator, alerts live")
     demo.add_argument("--broker", choices=["kafka", "tansu"], help="default: kafka if Java+Maven")
     demo.add_argument("--rate", type=float, default=20.0, help="clicks per second (default 20)")
+    demo.add_argument(
+        "--atm-rate", type=float, default=2.0, help="ATM transactions per second (default 2)"
+    )
     demo.add_argument("--port", type=int, help="worker web port (default: a free one)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.set_defaults(func=cmd_demo)
@@ -228,17 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
     topics.set_defaults(func=cmd_topics)
 
-    generate = sub.add_parser("generate", help="produce a synthetic click stream")
+    generate = sub.add_parser("generate", help="produce a synthetic stream (clicks or atm)")
+    generate.add_argument("kind", choices=["clicks", "atm"])
     generate.add_argument("--count", type=int, default=10_000)
     generate.add_argument("--seed", type=int, default=1)
-    generate.add_argument("--rate", type=float, help="clicks per second (default: flat out)")
+    generate.add_argument("--rate", type=float, help="records per second (default: flat out)")
     generate.add_argument(
-        "--shuffle-ms", type=int, default=0, help="deliver out of order, each click up to this late"
+        "--shuffle-ms",
+        type=int,
+        default=0,
+        help="clicks: deliver out of order, each up to this late (ATM frauds are always late)",
     )
-    generate.add_argument("--topic", help="default: CLICKS_TOPIC")
+    generate.add_argument("--topic", help="default: CLICKS_TOPIC or ATM_TXNS_TOPIC")
     generate.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
     generate.add_argument("--out", help="write JSON lines to this file instead of a topic")
     generate.set_defaults(func=cmd_generate)
+
+    load = sub.add_parser("load", help="load reference data into its compacted topic")
+    load.add_argument("what", choices=["accounts"])
+    load.add_argument("file", help="CSV with a header, or JSON lines; needs account_id")
+    load.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
+    load.set_defaults(func=cmd_load)
     return parser
 
 

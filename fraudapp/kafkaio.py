@@ -18,7 +18,9 @@ def bootstrap_of(broker_url: str) -> str:
     return ",".join(h.strip() for h in hosts.replace(";", ",").split(",") if h.strip())
 
 
-async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, *, compacted: bool = False
+) -> list[str]:
     """Create the topics that are missing; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -29,7 +31,14 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         for name in wanted:
             try:
                 await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs={"cleanup.policy": "compact"} if compacted else {},
+                        )
+                    ]
                 )
                 created.append(name)
             except TopicAlreadyExistsError:
@@ -42,20 +51,23 @@ async def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int) -
 async def produce_json(
     bootstrap: str,
     topic: str,
-    records: Iterable[tuple[str | None, dict[str, Any]]],
+    records: Iterable[tuple[str | None, dict[str, Any]] | tuple[str | None, dict[str, Any], int]],
     *,
     rate_per_s: float | None = None,
 ) -> int:
-    """Send (key, value) records as JSON with Kafka's default (murmur2) partitioner."""
+    """Send (key, value[, record timestamp ms]) as JSON, Kafka's default partitioner."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     sent = 0
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        for key, value in records:
+        for key, value, *stamp in records:
             await producer.send(
-                topic, orjson.dumps(value), key=None if key is None else key.encode()
+                topic,
+                orjson.dumps(value),
+                key=None if key is None else key.encode(),
+                timestamp_ms=stamp[0] if stamp else None,
             )
             sent += 1
             if rate_per_s:

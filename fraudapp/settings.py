@@ -62,15 +62,13 @@ class Topics:
         return f"{self.clicks}-by-session"
 
     def external(self) -> list[str]:
-        """The topics users produce to or consume from (created by ``fraudapp demo``)."""
-        return [
-            self.clicks,
-            self.click_verdicts,
-            self.alerts,
-            self.dead_letter,
-            self.atm_txns,
-            self.accounts,
-        ]
+        """The topics users produce to or consume from (created by ``fraudapp demo``);
+        ``accounts`` is not among them: it must be compacted (see :meth:`compacted`)."""
+        return [self.clicks, self.click_verdicts, self.alerts, self.dead_letter, self.atm_txns]
+
+    def compacted(self) -> list[str]:
+        """Reference-data topics, one current record per key."""
+        return [self.accounts]
 
 
 @dataclass(frozen=True, slots=True)

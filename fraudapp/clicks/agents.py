@@ -17,13 +17,11 @@ from faust.types import EventT
 
 from fraudapp.alerts import make_alert
 from fraudapp.app import alerts_topic, app, output_topic, settings
-from fraudapp.badinput import BadInput, late_event
+from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
-from fraudapp.clicks.processor import ClickPartition, click_partition
+from fraudapp.keyedagent import KeyedRunner, keyed_topics
 from fraudapp.outputs import send_dead_letter, send_json
-from fraudapp.partitioning import partition_for
-from fraudapp.tablescan import scan_partition
 
 log = logging.getLogger(__name__)
 
@@ -43,78 +41,37 @@ sessions = app.Table(
     value_type=bytes,
 )
 
-click_source = app.topic(
-    topics.clicks,
-    topics.clicks_by_session,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    internal=True,
-)
-clicks_topic = app.topic(
-    topics.clicks,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-)
-clicks_by_session = app.topic(
-    topics.clicks_by_session,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    internal=True,
+click_source, clicks_topic, clicks_by_session = keyed_topics(
+    app, topics.clicks, topics.clicks_by_session, settings.partitions
 )
 verdicts_topic = output_topic(topics.click_verdicts)
 
 
-class ClickBurstWorker:
-    """This worker's partitions of the rule, each a :class:`fraudapp.keyed.KeyedPartition`.
+runner: KeyedRunner[Click, BurstStep] = KeyedRunner(
+    rule=rule,
+    table=sessions,
+    partitions=settings.partitions,
+    rekey_topic=clicks_by_session,
+    what="click",
+)
 
-    They are built lazily from the recovered table on the first click after a
-    rebalance, so a partition that moves to another worker keeps its watermark and
-    keeps expiring its sessions there.
-    """
 
-    def __init__(self) -> None:
-        self.partitions: dict[int, ClickPartition] = {}
-        self.counts = {"clicks": 0, "alerts": 0, "dead_letters": 0, "rekeyed": 0}
-
-    def reset(self) -> None:
-        self.partitions.clear()
-
-    def partition(self, number: int) -> ClickPartition:
-        processor = self.partitions.get(number)
-        if processor is None:
-            processor = click_partition(rule, sessions, scan_partition(sessions, number))
-            self.partitions[number] = processor
-        return processor
-
-    async def handle(self, event: EventT) -> None:
-        message = event.message
-        try:
-            click = decode_click(message.value, settings.max_record_bytes)
-        except BadInput as error:
-            self.counts["dead_letters"] += 1
-            await send_dead_letter(event, error)
-            return
-        key = click.session_id.encode("utf-8")
-        home = partition_for(key, settings.partitions)
-        if message.partition != home and message.topic != topics.clicks_by_session:
-            self.counts["rekeyed"] += 1
-            await clicks_by_session.send(key=key, value=message.value, partition=home)
-            return
-        outcome = self.partition(message.partition).process(click)
-        if outcome.result is None:
-            self.counts["dead_letters"] += 1
-            await send_dead_letter(
-                event, late_event("click", click.timestamp, rule.lateness_ms, outcome.watermark)
-            )
-            return
-        self.counts["clicks"] += 1
-        await send_json(verdicts_topic, key, verdict(click, outcome.result))
-        for finding in outcome.result.findings:
-            self.counts["alerts"] += 1
-            await send_json(alerts_topic, key, finding_alert(finding))
+async def handle(event: EventT) -> None:
+    """One record: dead letter, detour to its session's partition, or verdict + alerts."""
+    try:
+        click = decode_click(event.message.value, settings.max_record_bytes)
+    except BadInput as error:
+        await send_dead_letter(event, error)
+        return
+    key = click.session_id.encode("utf-8")
+    if await runner.misplaced(event, key):
+        return
+    result = await runner.process(event, click)
+    if result is None:
+        return
+    await send_json(verdicts_topic, key, verdict(click, result))
+    for finding in result.findings:
+        await send_json(alerts_topic, key, finding_alert(finding))
 
 
 def verdict(click: Click, outcome: BurstStep) -> dict[str, Any]:
@@ -142,16 +99,13 @@ def finding_alert(finding: BurstFinding) -> dict[str, Any]:
     )
 
 
-worker = ClickBurstWorker()
-
-
 @app.on_partitions_revoked.connect
 async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
-    worker.reset()
+    runner.reset()
 
 
 @app.agent(click_source, name="click-bursts")
 async def detect_click_bursts(stream: Any) -> None:
     """Every click: a verdict on ``click-verdicts``, an alert per fraudulent click."""
     async for event in stream.events():
-        await worker.handle(event)
+        await handle(event)

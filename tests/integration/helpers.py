@@ -36,6 +36,8 @@ class AppSpace:
             "verdicts": f"{self.name}-click-verdicts",
             "alerts": f"{self.name}-alerts",
             "dead": f"{self.name}-dead-letter",
+            "atm": f"{self.name}-atm-txns",
+            "accounts": f"{self.name}-accounts",
         }
         self.env = {
             "FRAUDAPP_APP_ID": self.name,
@@ -44,11 +46,19 @@ class AppSpace:
             "CLICK_VERDICTS_TOPIC": self.topics["verdicts"],
             "ALERTS_TOPIC": self.topics["alerts"],
             "DEAD_LETTER_TOPIC": self.topics["dead"],
+            "ATM_TXNS_TOPIC": self.topics["atm"],
+            "ACCOUNTS_TOPIC": self.topics["accounts"],
             **env,
         }
 
     def create_topics(self) -> None:
-        asyncio.run(kafkaio.ensure_topics(self.bootstrap, self.topics.values(), self.partitions))
+        plain = [name for key, name in self.topics.items() if key != "accounts"]
+        asyncio.run(kafkaio.ensure_topics(self.bootstrap, plain, self.partitions))
+        asyncio.run(
+            kafkaio.ensure_topics(
+                self.bootstrap, [self.topics["accounts"]], self.partitions, compacted=True
+            )
+        )
 
     def worker(self, datadir: Path, **env: str) -> WorkerProcess:
         return WorkerProcess(

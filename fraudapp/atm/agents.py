@@ -1,0 +1,85 @@
+"""Faust wiring of the ATM rule: transactions in, account state, enriched alerts out.
+
+Thin, like the click agent: decode (the Kafka record's timestamp stands in for a
+missing ``timestamp`` field, as ksqlDB's ROWTIME), move the record to its account's
+partition if needed, run :mod:`fraudapp.atm.detect` through the shared keyed
+runner, and send one alert per pair, enriched with the customer record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import EventT
+
+from fraudapp.alerts import make_alert
+from fraudapp.app import alerts_topic, app, settings
+from fraudapp.atm.customers import enrichment
+from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule
+from fraudapp.atm.models import Txn, decode_txn
+from fraudapp.badinput import BadInput
+from fraudapp.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.outputs import send_dead_letter, send_json
+
+rule = TravelRule(window_ms=settings.atm.window_ms, lateness_ms=settings.atm.lateness_ms)
+topics = settings.topics
+
+#: Transactions still inside window + lateness, per account (raw UTF-8 account id).
+accounts_state = app.Table(
+    "atm-accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes
+)
+
+txn_source, txns_topic, txns_by_account = keyed_topics(
+    app, topics.atm_txns, f"{topics.atm_txns}-by-account", settings.partitions
+)
+
+runner: KeyedRunner[Txn, AtmStep] = KeyedRunner(
+    rule=rule,
+    table=accounts_state,
+    partitions=settings.partitions,
+    rekey_topic=txns_by_account,
+    what="transaction",
+)
+
+
+def pair_alert(pair: TravelPair) -> dict[str, Any]:
+    """One alert per pair, its id fixed by the account and the two transaction ids."""
+    return make_alert(
+        rule=RULE_NAME,
+        rule_version=rule.version,
+        key=pair.account_id,
+        event_time=pair.t2[0],
+        identity=(pair.account_id, pair.t1[1], pair.t2[1]),
+        evidence={**pair.evidence(), **enrichment(pair.account_id)},
+    )
+
+
+async def handle(event: EventT) -> None:
+    message = event.message
+    try:
+        # faust gives the record's timestamp in float seconds; back to exact ms.
+        record_ms = round(message.timestamp * 1000) if message.timestamp else None
+        txn = decode_txn(message.value, settings.max_record_bytes, record_ms)
+    except BadInput as error:
+        await send_dead_letter(event, error)
+        return
+    key = txn.account_id.encode("utf-8")
+    if await runner.misplaced(event, key):
+        return
+    result = await runner.process(event, txn)
+    if result is None:
+        return
+    for pair in result.pairs:
+        await send_json(alerts_topic, key, pair_alert(pair))
+
+
+@app.on_partitions_revoked.connect
+async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+    runner.reset()
+
+
+@app.agent(txn_source, name="atm-travel")
+async def detect_impossible_travel(stream: Any) -> None:
+    """Every transaction: an enriched alert for each pair it completes."""
+    async for event in stream.events():
+        await handle(event)
