@@ -1,4 +1,5 @@
-"""``fraudapp demo`` as a user runs it: alerts appear, Ctrl-C leaves nothing behind."""
+"""``fraudapp demo`` as a user runs it: click and ATM alerts appear, Ctrl-C leaves
+nothing behind."""
 
 from __future__ import annotations
 
@@ -31,10 +32,14 @@ def test_demo_prints_alerts_and_ctrl_c_stops_everything(tmp_path) -> None:
             if not line:
                 break
             lines.append(line.rstrip())
-            if line.startswith("ALERT click_burst"):
+            if {"ALERT click_burst", "ALERT atm_impossible_travel"} <= {
+                ln.split(":")[0] for ln in lines
+            }:
                 break
         output = "\n".join(lines)
         assert any(line.startswith("ALERT click_burst") for line in lines), output
+        atm = [line for line in lines if line.startswith("ALERT atm_impossible_travel")]
+        assert atm and "km/h" in atm[0] and "/accounts/" in atm[0], output
         assert "Apache Kafka" in output and "/sessions/" in output
         broker_pid = int(re.search(r"broker .* \(pid (\d+)\)", output).group(1))
         worker_pid = int(re.search(r"worker\s+pid (\d+)", output).group(1))
