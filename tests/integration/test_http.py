@@ -114,8 +114,8 @@ def test_link_click_page_and_health(worker: WorkerProcess) -> None:
 
 
 def test_any_worker_answers_for_any_session(kafka_broker, tmp_path: Path) -> None:
-    """Two workers share the partitions; each session's view comes from its owner,
-    whichever worker is asked."""
+    """Two workers share the partitions; each session's and account's view comes
+    from its owner, whichever worker is asked."""
     space = AppSpace(kafka_broker.bootstrap, "route")
     space.create_topics()
     first, second = space.worker(tmp_path / "a"), space.worker(tmp_path / "b")
@@ -147,3 +147,30 @@ def test_any_worker_answers_for_any_session(kafka_broker, tmp_path: Path) -> Non
             assert status == 200 and len(view["alerts"]) == 1
             served_by.add(view["served_by"])
         assert served_by == {first.url, second.url}
+
+        accounts = [f"acct{i}" for i in range(12)]
+        txns = [
+            (
+                a,
+                {
+                    "account_id": a,
+                    "transaction_id": f"{a}-{i}",
+                    "atm": "x",
+                    "amount": 20,
+                    "location": {"lat": 50 + i, "lon": 0},
+                    "timestamp": T0 + i * 60_000,
+                },
+            )
+            for a in accounts
+            for i in range(2)
+        ]
+        space.produce(txns, topic="atm")
+        space.consume("alerts", until=len(sessions) + len(accounts))
+        owners = set()
+        for account in accounts:
+            views = [w.get(f"/accounts/{account}") for w in (first, second)]
+            assert views[0] == views[1], account
+            status, view = views[0]
+            assert status == 200 and len(view["alerts"]) == 1 and view["customer"] is None
+            owners.add(view["served_by"])
+        assert owners == {first.url, second.url}
