@@ -23,6 +23,7 @@ REASONS = (
     "oversized",
     "late_event",
     "notify_failed",
+    "internal_error",
 )
 
 

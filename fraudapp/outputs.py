@@ -7,7 +7,9 @@ then sends a keyed HTTP request to the worker that owns the key).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -63,4 +65,21 @@ async def send_dead_letter(event: EventT, error: BadInput) -> None:
     await send_json(dead_letter_topic, message.key, record)
 
 
-__all__ = ["key_bytes", "send_dead_letter", "send_json"]
+
+
+async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) -> None:
+    """Run one record's handler; an unexpected error dead-letters the record (reason
+    ``internal_error``, with the exception) instead of killing the agent, so one
+    poisonous record can neither stop a worker nor vanish."""
+    try:
+        await handle(event)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception(
+            "unexpected error on %s[%s]@%s",
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+        )
+        await send_dead_letter(event, BadInput("internal_error", f"{type(exc).__name__}: {exc}"))

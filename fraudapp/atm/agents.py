@@ -19,7 +19,7 @@ from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
 from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.outputs import send_dead_letter, send_json
+from fraudapp.outputs import guarded, send_dead_letter, send_json
 
 rule = TravelRule(window_ms=settings.atm.window_ms, lateness_ms=settings.atm.lateness_ms)
 topics = settings.topics
@@ -82,4 +82,4 @@ async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> Non
 async def detect_impossible_travel(stream: Any) -> None:
     """Every transaction: an enriched alert for each pair it completes."""
     async for event in stream.events():
-        await handle(event)
+        await guarded(event, handle)

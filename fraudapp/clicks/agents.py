@@ -21,7 +21,7 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
 from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.outputs import send_dead_letter, send_json
+from fraudapp.outputs import guarded, send_dead_letter, send_json
 
 log = logging.getLogger(__name__)
 
@@ -108,4 +108,4 @@ async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> Non
 async def detect_click_bursts(stream: Any) -> None:
     """Every click: a verdict on ``click-verdicts``, an alert per fraudulent click."""
     async for event in stream.events():
-        await handle(event)
+        await guarded(event, handle)
