@@ -40,6 +40,25 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not one of true/false/1/0/yes/no/on/off")
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name}={value} must lie between 0 and 1")
+    return value
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name)
     return default if raw is None or raw.strip() == "" else raw.strip()
@@ -55,11 +74,16 @@ class Topics:
     dead_letter: str = "dead-letter"
     atm_txns: str = "atm-txns"
     accounts: str = "accounts"
+    ip_blocklist: str = "ip-blocklist"
 
     @property
     def clicks_by_session(self) -> str:
         """Internal topic that re-keys clicks that arrived on the wrong partition."""
         return f"{self.clicks}-by-session"
+
+    def stage(self, name: str) -> str:
+        """Internal topic feeding one ad-network stage (``source``, ``campaign``, ``area``)."""
+        return f"{self.clicks}-by-{name}"
 
     def external(self) -> list[str]:
         """The topics users produce to or consume from (created by ``fraudapp demo``);
@@ -68,7 +92,7 @@ class Topics:
 
     def compacted(self) -> list[str]:
         """Reference-data topics, one current record per key."""
-        return [self.accounts]
+        return [self.accounts, self.ip_blocklist]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +103,87 @@ class ClickBurstSettings:
     threshold: int = 3
     window_ms: int = 10_000
     lateness_ms: int = 30_000
+
+
+#: How much each check's firing weighs in a click's ``risk_score``
+#: (1 - prod(1 - weight) over the checks that fired).
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "click_burst": 0.6,
+    "stacked_ads": 0.7,
+    "ip_blocklist": 0.9,
+    "suspicious_location": 0.3,
+    "heavy_hitter": 0.5,
+    "rate_limit": 0.4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AdnetSettings:
+    """The ad-network checks (README "Ad-network checks"); each can be switched off."""
+
+    stacked_enabled: bool = True
+    stacked_threshold: int = 3
+    stacked_window_ms: int = 200
+    stacked_min_ads: int = 2
+    blocklist_enabled: bool = True
+    blocklist_expected_ips: int = 1_000_000
+    blocklist_fp_rate: float = 0.001
+    location_enabled: bool = True
+    location_radius_km: float = 100.0
+    location_window_ms: int = 3_600_000
+    location_bucket_ms: int = 60_000
+    location_threshold: float = 0.2
+    location_min_clicks: int = 50
+    heavy_enabled: bool = True
+    heavy_window_ms: int = 3_600_000
+    heavy_bucket_ms: int = 300_000
+    heavy_threshold: float = 0.2
+    heavy_min_clicks: int = 100
+    heavy_lg_map_size: int = 10
+    rate_enabled: bool = True
+    rate_per_minute: float = 20.0
+    rate_burst: int = 5
+    #: Lateness the stages after the session stage accept: besides the producers'
+    #: disorder, they see the disorder of the session stage's parallel partitions.
+    lateness_ms: int = 300_000
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AdnetSettings:
+        d = cls()
+        weights = dict(DEFAULT_WEIGHTS)
+        for rule in weights:
+            weights[rule] = _share(env, f"RISK_WEIGHT_{rule.upper()}", weights[rule])
+        return cls(
+            stacked_enabled=_bool(env, "STACKED_ADS_ENABLED", d.stacked_enabled),
+            stacked_threshold=_int(env, "STACKED_ADS_THRESHOLD", d.stacked_threshold, minimum=2),
+            stacked_window_ms=_int(env, "STACKED_ADS_WINDOW_MS", d.stacked_window_ms),
+            stacked_min_ads=_int(env, "STACKED_ADS_MIN_ADS", d.stacked_min_ads, minimum=1),
+            blocklist_enabled=_bool(env, "IP_BLOCKLIST_ENABLED", d.blocklist_enabled),
+            blocklist_expected_ips=_int(
+                env, "IP_BLOCKLIST_EXPECTED_IPS", d.blocklist_expected_ips, minimum=1
+            ),
+            blocklist_fp_rate=_share(env, "IP_BLOCKLIST_FP_RATE", d.blocklist_fp_rate),
+            location_enabled=_bool(env, "LOCATION_ENABLED", d.location_enabled),
+            location_radius_km=_float(env, "LOCATION_RADIUS_KM", d.location_radius_km),
+            location_window_ms=_int(env, "LOCATION_WINDOW_MS", d.location_window_ms, minimum=1),
+            location_bucket_ms=_int(env, "LOCATION_BUCKET_MS", d.location_bucket_ms, minimum=1),
+            location_threshold=_share(env, "LOCATION_THRESHOLD", d.location_threshold),
+            location_min_clicks=_int(env, "LOCATION_MIN_CLICKS", d.location_min_clicks, minimum=1),
+            heavy_enabled=_bool(env, "HEAVY_HITTERS_ENABLED", d.heavy_enabled),
+            heavy_window_ms=_int(env, "HEAVY_HITTERS_WINDOW_MS", d.heavy_window_ms, minimum=1),
+            heavy_bucket_ms=_int(env, "HEAVY_HITTERS_BUCKET_MS", d.heavy_bucket_ms, minimum=1),
+            heavy_threshold=_share(env, "HEAVY_HITTERS_THRESHOLD", d.heavy_threshold),
+            heavy_min_clicks=_int(env, "HEAVY_HITTERS_MIN_CLICKS", d.heavy_min_clicks, minimum=1),
+            heavy_lg_map_size=_int(
+                env, "HEAVY_HITTERS_LG_MAP_SIZE", d.heavy_lg_map_size, minimum=3
+            ),
+            rate_enabled=_bool(env, "RATE_LIMIT_ENABLED", d.rate_enabled),
+            rate_per_minute=_float(env, "RATE_LIMIT_PER_MINUTE", d.rate_per_minute),
+            rate_burst=_int(env, "RATE_LIMIT_BURST", d.rate_burst, minimum=1),
+            lateness_ms=_int(env, "ADNET_ALLOWED_LATENESS_MS", d.lateness_ms),
+            weights=weights,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +224,7 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     click_burst: ClickBurstSettings = field(default_factory=ClickBurstSettings)
     atm: AtmSettings = field(default_factory=AtmSettings)
+    adnet: AdnetSettings = field(default_factory=AdnetSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
@@ -154,6 +260,7 @@ class Settings:
                 dead_letter=_str(env, "DEAD_LETTER_TOPIC", t.dead_letter),
                 atm_txns=_str(env, "ATM_TXNS_TOPIC", t.atm_txns),
                 accounts=_str(env, "ACCOUNTS_TOPIC", t.accounts),
+                ip_blocklist=_str(env, "IP_BLOCKLIST_TOPIC", t.ip_blocklist),
             ),
             click_burst=ClickBurstSettings(
                 threshold=_int(env, "CLICK_BURST_THRESHOLD", 3, minimum=1),
@@ -164,6 +271,7 @@ class Settings:
                 window_ms=_int(env, "ATM_WINDOW_MS", 600_000, minimum=0),
                 lateness_ms=_int(env, "ATM_ALLOWED_LATENESS_MS", 3_600_000, minimum=0),
             ),
+            adnet=AdnetSettings.from_env(env),
             notify=NotifySettings(
                 webhook_url=env.get("NOTIFY_WEBHOOK_URL") or None,
                 rules=tuple(

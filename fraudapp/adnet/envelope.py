@@ -1,0 +1,99 @@
+"""What travels between the ad-network stages, and the verdict it ends as.
+
+Each check needs the click keyed differently (session, source, campaign, area), so a
+click crosses up to four partitioned stages, each on an internal topic keyed for it.
+The envelope carries the validated click and what earlier stages found, so the
+last stage can write one verdict listing every check that fired, with one score.
+Pure: no faust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fraudapp.clicks.models import Click
+
+CLICK_FIELDS = Click.__slots__  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class Checked:
+    """A click part-way through the checks."""
+
+    click: Click
+    reasons: list[str] = field(default_factory=list)
+    lat: float | None = None
+    lon: float | None = None
+    located_by: str | None = None
+    #: Checks not applied to this click, with why (e.g. too late for a stage's window).
+    skipped: dict[str, str] = field(default_factory=dict)
+    #: Wall-clock ms when the first stage received the click: detection latency.
+    received_ms: int = 0
+
+    def fired(self, rule: str) -> None:
+        if rule not in self.reasons:
+            self.reasons.append(rule)
+
+    def encode(self) -> bytes:
+        click = self.click
+        return orjson.dumps(
+            {
+                "click": {name: getattr(click, name) for name in CLICK_FIELDS},
+                "reasons": self.reasons,
+                "location": None if self.lat is None else [self.lat, self.lon, self.located_by],
+                "skipped": self.skipped,
+                "received_ms": self.received_ms,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Checked:
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Checked:
+        location = data["location"] or (None, None, None)
+        return cls(
+            click=Click(**data["click"]),
+            reasons=data["reasons"],
+            lat=location[0],
+            lon=location[1],
+            located_by=location[2],
+            skipped=data["skipped"],
+            received_ms=data["received_ms"],
+        )
+
+
+def risk_score(reasons: list[str], weights: dict[str, float]) -> float:
+    """1 - prod(1 - w): each firing check is independent evidence, so the score
+    rises with every one, stays in [0, 1] and is 0 when nothing fired."""
+    remaining = 1.0
+    for reason in reasons:
+        remaining *= 1.0 - weights.get(reason, 0.5)
+    return round(1.0 - remaining, 6)
+
+
+def verdict(
+    checked: Checked, weights: dict[str, float], *, duplicate: bool = False
+) -> dict[str, Any]:
+    """The click's record on ``click-verdicts``: every check that fired, as known
+    when the click passed each stage (a later click can still condemn it; that
+    comes as an alert)."""
+    click = checked.click
+    return {
+        "click_id": click.click_id,
+        "session_id": click.session_id,
+        "url": click.url,
+        "timestamp": click.timestamp,
+        "fraud": bool(checked.reasons),
+        "reasons": checked.reasons,
+        "risk_score": risk_score(checked.reasons, weights),
+        "duplicate": duplicate,
+        "location": None
+        if checked.lat is None
+        else {"lat": checked.lat, "lon": checked.lon, "by": checked.located_by},
+        "skipped": checked.skipped,
+    }

@@ -1,0 +1,223 @@
+"""Stacked ads and the rate limit: the two checks whose state is one click source.
+
+A *source* is the click's ``device_id``, else its ``ip``. Both checks keep the
+source's recent clicks, sorted by ``(timestamp, click_id)``, in one small state so
+one table read and one write serve both::
+
+    {"c": [[ts, click_id, ad, stacked, over, tat], ...], "base": tat_or_null}
+
+**Stacked ads** (the seed's sorted-set range query, made exact): a click is stacked
+when some interval of ``window_ms`` (default 200 ms, often 0 in practice) holds it and
+at least ``threshold`` clicks of its source on at least ``min_ads`` different ads.
+The definition only grows with the set of clicks, so a late click can condemn earlier
+ones (reported when it arrives) but never clear one: no alert is ever retracted, and
+the final set does not depend on arrival order.
+
+**Rate limit**: a GCRA (the generic cell rate algorithm behind token buckets and
+redis-cell) with emission interval ``T = 60 000 / per_minute`` ms and burst ``b``.
+A click at ``t`` is over the limit when ``TAT - t > (b - 1) * T``. Unlike the textbook
+GCRA, every click moves the theoretical arrival time (``TAT' = min(max(TAT, t) + T,
+t + b * T)``): a click over the limit still counts against its source, capped so a
+flood costs at most one full burst of waiting. That keeps the verdict a monotone
+function of the event set, so it can be computed exactly in event time: a late click
+re-runs the GCRA from its place in the sorted list, which can only raise later TATs
+and turn later clicks over the limit, never back.
+
+Nothing here imports faust, aiokafka or asyncio.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
+from typing import Any
+
+from fraudapp.clicks.models import Click
+
+STACKED = "stacked_ads"
+RATE_LIMIT = "rate_limit"
+
+SourceState = dict[str, Any]
+# Entry fields, by position (lists keep the JSON state small and fast to decode).
+TS, ID, AD, STACK, OVER, TAT = range(6)
+
+
+def source_of(click: Click) -> str | None:
+    """The device when the click names one (many users share an IP), else the IP."""
+    if click.device_id:
+        return f"device:{click.device_id}"
+    if click.ip:
+        return f"ip:{click.ip}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StackFinding:
+    click_id: str
+    source: str
+    event_time: int
+    clicks: tuple[tuple[int, str, str], ...]  # (ts, click_id, ad) of the stacking window
+    window_ms: int
+
+    rule = STACKED
+
+    def evidence(self) -> dict[str, Any]:
+        times = [c[0] for c in self.clicks]
+        return {
+            "click_id": self.click_id,
+            "source": self.source,
+            "window_ms": self.window_ms,
+            "interval_ms": max(times) - min(times),
+            "ads": sorted({c[2] for c in self.clicks}),
+            "clicks": [{"click_id": c[1], "timestamp": c[0], "ad_id": c[2]} for c in self.clicks],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RateFinding:
+    click_id: str
+    source: str
+    event_time: int
+    per_minute: float
+    burst: int
+    tat_ms: float
+
+    rule = RATE_LIMIT
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "click_id": self.click_id,
+            "source": self.source,
+            "limit_per_minute": self.per_minute,
+            "burst": self.burst,
+            # How far the source ran ahead of its allowance when this click came.
+            "excess_ms": round(self.tat_ms - self.event_time, 3),
+        }
+
+
+Finding = StackFinding | RateFinding
+
+
+@dataclass(slots=True)
+class SourceStep:
+    """This click's own verdicts (as known now) and every finding it caused."""
+
+    stacked: bool = False
+    over_limit: bool = False
+    duplicate: bool = False
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRule:
+    """Both checks' parameters; either can be switched off."""
+
+    stacked_enabled: bool = True
+    stacked_threshold: int = 3
+    stacked_window_ms: int = 200
+    stacked_min_ads: int = 2
+    rate_enabled: bool = True
+    per_minute: float = 20.0
+    burst: int = 5
+    lateness_ms: int = 30_000
+    version: int = 1
+
+    @property
+    def interval_ms(self) -> float:
+        return 60_000.0 / self.per_minute
+
+    @property
+    def retention_ms(self) -> int:
+        """A late click looks back one stacking window; the GCRA forgets a source
+        after ``burst * T`` of quiet (its TAT is then in the past), so nothing older
+        matters once it is ``lateness_ms`` behind the watermark."""
+        reach = max(self.stacked_window_ms, int(self.burst * self.interval_ms) + 1)
+        return self.lateness_ms + reach
+
+    # fraudapp.keyed.KeyedRule: the event is a click whose source is known.
+
+    def key(self, click: Click) -> bytes:
+        return (source_of(click) or "").encode("utf-8")
+
+    def event_time(self, click: Click) -> int:
+        return click.timestamp
+
+    def apply(self, state: SourceState | None, click: Click) -> tuple[SourceState, SourceStep]:
+        state = state if state is not None else {"c": [], "base": None}
+        entries: list[list[Any]] = state["c"]
+        for entry in entries:
+            if entry[ID] == click.click_id:
+                return state, SourceStep(
+                    stacked=bool(entry[STACK]), over_limit=bool(entry[OVER]), duplicate=True
+                )
+        source = source_of(click) or ""
+        new = [click.timestamp, click.click_id, click.ad_id or click.url, 0, 0, 0.0]
+        insort(entries, new)
+        index = _index_of(entries, new)
+        result = SourceStep()
+        if self.stacked_enabled:
+            result.findings.extend(self._stack(entries, click.timestamp, source))
+        if self.rate_enabled:
+            result.findings.extend(self._rate(state, index, source))
+        result.stacked, result.over_limit = bool(new[STACK]), bool(new[OVER])
+        return state, result
+
+    def prune(self, state: SourceState, horizon: int) -> SourceState | None:
+        entries = state["c"]
+        keep = bisect_left(entries, [horizon])
+        if keep:
+            state["base"] = entries[keep - 1][TAT]
+            del entries[:keep]
+        return state if entries else None
+
+    def latest_time(self, state: SourceState) -> int:
+        return state["c"][-1][TS]
+
+    def _stack(self, entries: list[list[Any]], t: int, source: str) -> list[StackFinding]:
+        """Check every window that starts at a click and holds ``t``: the only new ones."""
+        window = self.stacked_window_ms
+        times = [e[TS] for e in entries]
+        findings: list[StackFinding] = []
+        for start in range(bisect_left(times, t - window), bisect_right(times, t)):
+            end = bisect_right(times, times[start] + window)
+            members = entries[start:end]
+            if len(members) < self.stacked_threshold:
+                continue
+            if len({m[AD] for m in members}) < self.stacked_min_ads:
+                continue
+            shown = tuple((m[TS], m[ID], m[AD]) for m in members)
+            for member in members:
+                if not member[STACK]:
+                    member[STACK] = 1
+                    findings.append(StackFinding(member[ID], source, member[TS], shown, window))
+        return findings
+
+    def _rate(self, state: SourceState, index: int, source: str) -> list[RateFinding]:
+        """Re-run the GCRA from the new click's place; stop once TATs agree again."""
+        entries = state["c"]
+        interval, burst = self.interval_ms, self.burst
+        tolerance = (burst - 1) * interval
+        tat = entries[index - 1][TAT] if index else state["base"]
+        findings: list[RateFinding] = []
+        for position in range(index, len(entries)):
+            entry = entries[position]
+            t = entry[TS]
+            over = tat is not None and tat - t > tolerance
+            if over and not entry[OVER]:
+                entry[OVER] = 1
+                findings.append(
+                    RateFinding(entry[ID], source, t, self.per_minute, burst, float(tat))
+                )
+            new_tat = min(max(tat if tat is not None else t, t) + interval, t + burst * interval)
+            if position > index and new_tat == entry[TAT]:
+                break
+            entry[TAT] = new_tat
+            tat = new_tat
+        return findings
+
+
+def _index_of(entries: list[list[Any]], entry: list[Any]) -> int:
+    index = bisect_left(entries, entry)
+    while entries[index] is not entry:
+        index += 1
+    return index
