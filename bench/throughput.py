@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.atm.oracle import expected_pairs  # noqa: E402
 from fraudapp.brokers import KafkaBroker  # noqa: E402
@@ -57,11 +58,28 @@ async def bare_consumer(bootstrap: str, topic: str, count: int) -> float:
     return time.perf_counter() - started
 
 
-def run_clicks(bootstrap: str, clicks: list[dict], workdir: Path) -> tuple[float, bool]:
-    space = AppSpace(bootstrap, "bench-clicks")
+#: The click-burst rule alone: every ad-network check switched off.
+CLICK_RULE_ONLY = {
+    "STACKED_ADS_ENABLED": "0",
+    "RATE_LIMIT_ENABLED": "0",
+    "IP_BLOCKLIST_ENABLED": "0",
+    "LOCATION_ENABLED": "0",
+    "HEAVY_HITTERS_ENABLED": "0",
+}
+
+
+def run_clicks(
+    bootstrap: str, clicks: list[dict], workdir: Path, *, all_checks: bool = False
+) -> tuple[float, bool]:
+    """Clicks through one worker; correct when the exact checks' alerts equal their
+    oracles (with all checks: click bursts, stacked ads and the rate limit)."""
+    space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks")
     space.create_topics()
-    expected = fraudulent_click_ids(clicks)
-    worker = space.worker(workdir / space.name)
+    expected = {"click_burst": fraudulent_click_ids(clicks)}
+    if all_checks:
+        expected["stacked_ads"] = stacked_click_ids(clicks)
+        expected["rate_limit"] = over_limit_click_ids(clicks)
+    worker = space.worker(workdir / space.name, **({} if all_checks else CLICK_RULE_ONLY))
     worker.log_level = "warn"
     with running(worker):
         started = time.perf_counter()
@@ -69,8 +87,11 @@ def run_clicks(bootstrap: str, clicks: list[dict], workdir: Path) -> tuple[float
         space.consume("verdicts", until=len(clicks), timeout_s=900)
         elapsed = time.perf_counter() - started
         alerts = space.consume("alerts", idle_s=2.0)["alerts"]
-    ids = [a["click_id"] for a in alerts]
-    return elapsed, len(ids) == len(set(ids)) and set(ids) == expected
+    ok = True
+    for rule, ids in expected.items():
+        found = [a["click_id"] for a in alerts if a["rule"] == rule]
+        ok &= len(found) == len(set(found)) and set(found) == ids
+    return elapsed, ok
 
 
 def run_atm(bootstrap: str, txns: list[dict], workdir: Path) -> tuple[float, bool]:
@@ -110,8 +131,8 @@ def main() -> int:
 
     clicks = arrival_order(generate_clicks(args.clicks, seed=7), max_delay_ms=30_000, seed=8)
     txns = generate_txns(args.txns, seed=9)
-    rows: dict[str, list[float]] = {"bare": [], "clicks": [], "atm": []}
-    correct = {"clicks": True, "atm": True}
+    rows: dict[str, list[float]] = {"bare": [], "clicks": [], "checks": [], "atm": []}
+    correct = {"clicks": True, "checks": True, "atm": True}
     workdir = Path(tempfile.mkdtemp(prefix="fraudapp-bench-"))
     with KafkaBroker() as broker:
         baseline_space = AppSpace(broker.bootstrap, "bench-bare")
@@ -125,6 +146,9 @@ def main() -> int:
             seconds, ok = run_clicks(broker.bootstrap, clicks, workdir)
             rows["clicks"].append(args.clicks / seconds)
             correct["clicks"] &= ok
+            seconds, ok = run_clicks(broker.bootstrap, clicks, workdir, all_checks=True)
+            rows["checks"].append(args.clicks / seconds)
+            correct["checks"] &= ok
             seconds, ok = run_atm(broker.bootstrap, txns, workdir)
             rows["atm"].append(args.txns / seconds)
             correct["atm"] &= ok
@@ -140,7 +164,8 @@ def main() -> int:
     ]
     labels = {
         "bare": f"bare aiokafka consumer, decode only ({args.clicks:,} clicks)",
-        "clicks": f"fraudapp worker, click rule ({args.clicks:,} clicks, shuffled)",
+        "clicks": f"fraudapp worker, click rule alone ({args.clicks:,} clicks, shuffled)",
+        "checks": f"fraudapp worker, all click checks ({args.clicks:,} clicks, shuffled)",
         "atm": f"fraudapp worker, ATM rule ({args.txns:,} transactions)",
     }
     for name, values in rows.items():

@@ -100,6 +100,8 @@ def main() -> None:
 # Domain modules register their agents, tables and views on import.
 from fraudapp import notify as _notify  # noqa: E402,F401
 from fraudapp import web as _web  # noqa: E402,F401
+from fraudapp.adnet import agents as _adnet_agents  # noqa: E402,F401
+from fraudapp.adnet import views as _adnet_views  # noqa: E402,F401
 from fraudapp.atm import agents as _atm_agents  # noqa: E402,F401
 from fraudapp.atm import views as _atm_views  # noqa: E402,F401
 from fraudapp.clicks import agents as _click_agents  # noqa: E402,F401

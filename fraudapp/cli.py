@@ -135,6 +135,31 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_block(args: argparse.Namespace) -> int:
+    """Add IPs or CIDR ranges to the blocklist topic, or remove them (every worker
+    applies the change as it arrives)."""
+    from fraudapp.adnet.blocklist import BlocklistError, canonical_entry
+
+    settings = _settings()
+    bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
+    for entry in args.entries:
+        try:
+            canonical_entry(entry)  # exactly what the workers accept
+        except BlocklistError as error:
+            print(f"{entry!r}: {error}", file=sys.stderr)
+            return 2
+    record = {"blocked": not args.remove, "reason": args.reason}
+    asyncio.run(create_topics(bootstrap, settings))
+    sent = asyncio.run(
+        kafkaio.produce_json(
+            bootstrap, settings.topics.ip_blocklist, [(e, record) for e in args.entries]
+        )
+    )
+    action = "removed from" if args.remove else "added to"
+    print(f"{sent} entries {action} {settings.topics.ip_blocklist} at {bootstrap}")
+    return 0
+
+
 # -- fraudapp demo -------------------------------------------------------------------------------
 
 
@@ -153,7 +178,51 @@ def _describe_alert(alert: dict[str, Any], web: str) -> str:
             f" {alert['minutes_difference']:.1f} min = {alert['kmh_required']:.0f} km/h"
             f" -> {web}/accounts/{alert['account_id']}"
         )
-    return f"ALERT {alert.get('rule')}: {orjson.dumps(alert).decode()}"
+    rule = alert.get("rule")
+    if rule == "stacked_ads":
+        return (
+            f"ALERT {rule}: {alert['source']} clicked {len(alert['clicks'])} ads"
+            f" ({', '.join(alert['ads'])}) within {alert['interval_ms']} ms"
+        )
+    if rule == "rate_limit":
+        return (
+            f"ALERT {rule}: {alert['source']} over {alert['limit_per_minute']:g}/min"
+            f" (burst {alert['burst']}), {alert['excess_ms'] / 1000:.1f} s ahead of its allowance"
+        )
+    if rule == "ip_blocklist":
+        how = (
+            f"Bloom filter, false-positive rate {alert['false_positive_rate']}"
+            if alert.get("probabilistic")
+            else "exact"
+        )
+        return f"ALERT {rule}: {alert['ip']} matches {alert['blocklist_entry']} ({how})"
+    if rule == "heavy_hitter":
+        return (
+            f"ALERT {rule}: {alert['kind']} {alert['source']} has >= {alert['share']:.0%}"
+            f" of campaign {alert['campaign_id']}'s {alert['campaign_clicks']} clicks"
+            f" -> {web}/campaigns/{alert['campaign_id']}/top"
+        )
+    if rule == "suspicious_location":
+        return (
+            f"ALERT {rule}: {alert['fraud_share']:.0%} of {alert['clicks_nearby']} clicks within"
+            f" {alert['radius_km']:g} km of ({alert['lat']:.2f}, {alert['lon']:.2f}) are fraud"
+        )
+    return f"ALERT {rule}: {orjson.dumps(alert).decode()}"
+
+
+class AlertSampler:
+    """At most one printed alert per rule every ``every_s`` seconds: a click farm
+    trips the rate limit on each click, and the other rules must stay readable."""
+
+    def __init__(self, every_s: float = 2.0) -> None:
+        self.every_s = every_s
+        self.last: dict[str, float] = {}
+
+    def admit(self, rule: str, now: float) -> bool:
+        if now - self.last.get(rule, -self.every_s) < self.every_s:
+            return False
+        self.last[rule] = now
+        return True
 
 
 async def _demo_loop(
@@ -201,6 +270,8 @@ async def _demo_loop(
         finally:
             await producer.stop()
 
+    shown = AlertSampler()
+
     async def print_alerts() -> None:
         consumer = AIOKafkaConsumer(
             settings.topics.alerts, bootstrap_servers=bootstrap, auto_offset_reset="latest"
@@ -211,7 +282,9 @@ async def _demo_loop(
                 batch = await consumer.getmany(timeout_ms=200)
                 for messages in batch.values():
                     for message in messages:
-                        print(_describe_alert(orjson.loads(message.value), web), flush=True)
+                        alert = orjson.loads(message.value)
+                        if shown.admit(str(alert.get("rule")), time.monotonic()):
+                            print(_describe_alert(alert, web), flush=True)
         finally:
             await consumer.stop()
 
@@ -329,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
     generate.add_argument("--out", help="write JSON lines to this file instead of a topic")
     generate.set_defaults(func=cmd_generate)
+
+    block = sub.add_parser("block", help="add IPs/CIDRs to the live blocklist (or --remove)")
+    block.add_argument("entries", nargs="+", metavar="IP_OR_CIDR")
+    block.add_argument("--remove", action="store_true", help="unlist them instead")
+    block.add_argument("--reason", default="manual", help="kept with the record")
+    block.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
+    block.set_defaults(func=cmd_block)
 
     load = sub.add_parser("load", help="load reference data into its compacted topic")
     load.add_argument("what", choices=["accounts"])

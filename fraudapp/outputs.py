@@ -65,8 +65,6 @@ async def send_dead_letter(event: EventT, error: BadInput) -> None:
     await send_json(dead_letter_topic, message.key, record)
 
 
-
-
 async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) -> None:
     """Run one record's handler; an unexpected error dead-letters the record (reason
     ``internal_error``, with the exception) instead of killing the agent, so one

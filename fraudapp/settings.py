@@ -59,6 +59,13 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _fp_rate(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0.0 < value < 0.5:
+        raise SettingsError(f"{name}={value} must lie strictly between 0 and 0.5")
+    return value
+
+
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name)
     return default if raw is None or raw.strip() == "" else raw.strip()
@@ -163,7 +170,7 @@ class AdnetSettings:
             blocklist_expected_ips=_int(
                 env, "IP_BLOCKLIST_EXPECTED_IPS", d.blocklist_expected_ips, minimum=1
             ),
-            blocklist_fp_rate=_share(env, "IP_BLOCKLIST_FP_RATE", d.blocklist_fp_rate),
+            blocklist_fp_rate=_fp_rate(env, "IP_BLOCKLIST_FP_RATE", d.blocklist_fp_rate),
             location_enabled=_bool(env, "LOCATION_ENABLED", d.location_enabled),
             location_radius_km=_float(env, "LOCATION_RADIUS_KM", d.location_radius_km),
             location_window_ms=_int(env, "LOCATION_WINDOW_MS", d.location_window_ms, minimum=1),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
 import orjson
 
 from fraudapp.app import app, settings
+from fraudapp.globaltable import TopicGlobalTable, reference_table_options
 
 CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "address", "country")
 
@@ -27,34 +27,14 @@ accounts_topic = app.topic(
 )
 
 
-class TopicGlobalTable(faust.GlobalTable):
-    """A GlobalTable over a topic of our choosing. faust accepts ``changelog_topic``,
-    but its partition assignor still looks for ``<app>-<table>-changelog`` and the
-    rebalance dies on a KeyError; answering with the real topic's name fixes that."""
-
-    def _changelog_topic_name(self) -> str:
-        return self.changelog_topic.get_topic_name()
-
-
 customers = app.tables.add(
     TopicGlobalTable(
         app,
         name="customers",
         beacon=app.tables.beacon,
-        key_type=bytes,
-        value_type=bytes,
         partitions=settings.partitions,
         changelog_topic=accounts_topic,
-        # Records come from outside the app (fraudapp load, a CDC connector): keep
-        # reading every partition as a standby after start-up recovery, or updates
-        # made while the worker runs would never be seen.
-        is_global=True,
-        synchronize_all_active_partitions=True,
-        # Apply each update at once rather than per 1000 records: the partitions
-        # are both active (start-up recovery) and standby, and faust sizes the
-        # buffer by the first role it sees (faust GlobalTable docs advise the same).
-        recovery_buffer_size=1,
-        standby_buffer_size=1,
+        **reference_table_options(),
     )
 )
 

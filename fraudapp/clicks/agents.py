@@ -15,8 +15,9 @@ from typing import Any
 
 from faust.types import EventT
 
+from fraudapp.adnet.agents import begin, send_duplicate_verdict
 from fraudapp.alerts import make_alert
-from fraudapp.app import alerts_topic, app, output_topic, settings
+from fraudapp.app import alerts_topic, app, settings
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
@@ -44,7 +45,6 @@ sessions = app.Table(
 click_source, clicks_topic, clicks_by_session = keyed_topics(
     app, topics.clicks, topics.clicks_by_session, settings.partitions
 )
-verdicts_topic = output_topic(topics.click_verdicts)
 
 
 runner: KeyedRunner[Click, BurstStep] = KeyedRunner(
@@ -69,22 +69,14 @@ async def handle(event: EventT) -> None:
     result = await runner.process(event, click)
     if result is None:
         return
-    await send_json(verdicts_topic, key, verdict(click, result))
     for finding in result.findings:
         await send_json(alerts_topic, key, finding_alert(finding))
-
-
-def verdict(click: Click, outcome: BurstStep) -> dict[str, Any]:
-    """The click's record on ``click-verdicts``: its verdict as known on arrival."""
-    return {
-        "click_id": click.click_id,
-        "session_id": click.session_id,
-        "url": click.url,
-        "timestamp": click.timestamp,
-        "fraud": outcome.fraud,
-        "reasons": [RULE_NAME] if outcome.fraud else [],
-        "duplicate": outcome.duplicate,
-    }
+    reasons = [RULE_NAME] if result.fraud else []
+    if result.duplicate:
+        # Counted once already, by every stage: only its verdict is repeated.
+        await send_duplicate_verdict(click, reasons)
+    else:
+        await begin(click, reasons)
 
 
 def finding_alert(finding: BurstFinding) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class AppSpace:
             "dead": f"{self.name}-dead-letter",
             "atm": f"{self.name}-atm-txns",
             "accounts": f"{self.name}-accounts",
+            "blocklist": f"{self.name}-ip-blocklist",
         }
         self.env = {
             "FRAUDAPP_APP_ID": self.name,
@@ -48,16 +49,16 @@ class AppSpace:
             "DEAD_LETTER_TOPIC": self.topics["dead"],
             "ATM_TXNS_TOPIC": self.topics["atm"],
             "ACCOUNTS_TOPIC": self.topics["accounts"],
+            "IP_BLOCKLIST_TOPIC": self.topics["blocklist"],
             **env,
         }
 
     def create_topics(self) -> None:
-        plain = [name for key, name in self.topics.items() if key != "accounts"]
+        compacted = [self.topics["accounts"], self.topics["blocklist"]]
+        plain = [name for name in self.topics.values() if name not in compacted]
         asyncio.run(kafkaio.ensure_topics(self.bootstrap, plain, self.partitions))
         asyncio.run(
-            kafkaio.ensure_topics(
-                self.bootstrap, [self.topics["accounts"]], self.partitions, compacted=True
-            )
+            kafkaio.ensure_topics(self.bootstrap, compacted, self.partitions, compacted=True)
         )
 
     def worker(self, datadir: Path, **env: str) -> WorkerProcess:

@@ -1,0 +1,583 @@
+"""Faust wiring of the ad-network checks: stages, their tables, and the verdict.
+
+A click's checks need its state keyed four ways, so it crosses partitioned stages,
+each an agent on an internal topic keyed for its check (DESIGN.md "State"):
+
+1. **session** (``fraudapp.clicks.agents``): click bursts; then here, statelessly,
+   the IP blocklist and the click's location (its lat/lon, else geo-IP);
+2. **source** (device, else IP): stacked ads and the rate limit;
+3. **campaign**: heavy hitters (top-K sources, bounded-memory sketches);
+4. **area** (coarse H3 region): the share of fraud within a radius.
+
+Each stage sends its alerts at once and hands the click on; the last stage the
+click visits writes its verdict with every check that fired. All state is in
+changelogged RocksDB tables, so it recovers and moves with partitions; the heavy
+hitter and area stages also keep a decoded copy in memory per partition, because
+their state per key is too big to decode per click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from faust.types import EventT
+
+from fraudapp.adnet.area import AreaCounts, AreaGrid, LocationRule
+from fraudapp.adnet.blocklist import Blocklist, BlocklistError, load_blocklist
+from fraudapp.adnet.envelope import Checked, verdict
+from fraudapp.adnet.geoip import load_geoip
+from fraudapp.adnet.heavy import CampaignHitters, HeavyHitterRule
+from fraudapp.adnet.route import next_stage, stage_keys
+from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
+from fraudapp.alerts import dead_letter, make_alert, now_ms
+from fraudapp.app import alerts_topic, app, dead_letter_topic, output_topic, settings
+from fraudapp.clicks.models import Click
+from fraudapp.globaltable import TopicGlobalTable, reference_table_options
+from fraudapp.keyedagent import KeyedRunner
+from fraudapp.outputs import guarded, send_json
+from fraudapp.partitioning import partition_for
+from fraudapp.reference import tables_dir
+from fraudapp.tablescan import scan_partition
+
+log = logging.getLogger(__name__)
+
+BLOCKLIST = "ip_blocklist"
+LOCATION = "suspicious_location"
+HEAVY = "heavy_hitter"
+
+config = settings.adnet
+topics = settings.topics
+verdicts_topic = output_topic(topics.click_verdicts)
+
+source_rule = SourceRule(
+    stacked_enabled=config.stacked_enabled,
+    stacked_threshold=config.stacked_threshold,
+    stacked_window_ms=config.stacked_window_ms,
+    stacked_min_ads=config.stacked_min_ads,
+    rate_enabled=config.rate_enabled,
+    per_minute=config.rate_per_minute,
+    burst=config.rate_burst,
+    lateness_ms=config.lateness_ms,
+)
+heavy_rule = HeavyHitterRule(
+    window_ms=config.heavy_window_ms,
+    bucket_ms=config.heavy_bucket_ms,
+    lg_max_map_size=config.heavy_lg_map_size,
+    share_threshold=config.heavy_threshold,
+    min_clicks=config.heavy_min_clicks,
+)
+location_rule = LocationRule(
+    radius_km=config.location_radius_km,
+    window_ms=config.location_window_ms,
+    bucket_ms=config.location_bucket_ms,
+    threshold=config.location_threshold,
+    min_clicks=config.location_min_clicks,
+)
+grid = AreaGrid(radius_km=config.location_radius_km)
+geoip = load_geoip(tables_dir() / "geoip.csv")
+
+ENABLED = {
+    "source": config.stacked_enabled or config.rate_enabled,
+    "campaign": config.heavy_enabled,
+    "area": config.location_enabled,
+}
+
+
+def _area_key(checked: Checked) -> str | None:
+    if checked.lat is None or checked.lon is None:
+        return None
+    return grid.region(grid.cell(checked.lat, checked.lon))
+
+
+KEYS = stage_keys(_area_key)
+
+
+def _stage_topic(stage: str) -> Any:
+    return app.topic(
+        topics.stage(stage),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        internal=True,
+    )
+
+
+stage_topics = {stage: _stage_topic(stage) for stage in ENABLED}
+
+
+def _table(name: str) -> Any:
+    return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+
+
+source_table = _table("click-sources")
+campaign_table = _table("campaign-hitters")
+area_table = _table("area-counts")
+
+source_runner: KeyedRunner[Click, Any] = KeyedRunner(
+    rule=source_rule,
+    table=source_table,
+    partitions=settings.partitions,
+    rekey_topic=stage_topics["source"],
+    what="click",
+)
+
+
+# -- the session stage's part: blocklist, location, then on to the next stage ----------
+
+
+class BlocklistTable(TopicGlobalTable):
+    """The ``ip-blocklist`` topic: every worker applies each change as it arrives."""
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        if _blocklist is not None:
+            for event in events:
+                _apply_blocklist_record(_blocklist, event.message.key, event.message.value, event)
+
+
+blocklist_topic = app.topic(
+    topics.ip_blocklist,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.partitions,
+    compacting=True,
+    internal=True,
+)
+blocklist_updates = app.tables.add(
+    BlocklistTable(
+        app,
+        name="ip-blocklist",
+        beacon=app.tables.beacon,
+        partitions=settings.partitions,
+        changelog_topic=blocklist_topic,
+        **reference_table_options(),
+    )
+)
+_blocklist: Blocklist | None = None
+
+
+def blocklist_present(value: bytes | None) -> bool:
+    """A record lists its key unless it is a tombstone or says ``"blocked": false``."""
+    if value is None:
+        return False
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return True
+    return not (isinstance(record, dict) and record.get("blocked") is False)
+
+
+def _apply_blocklist_record(
+    blocklist: Blocklist, key: bytes | None, value: bytes | None, event: EventT | None
+) -> None:
+    try:
+        if key is None:
+            raise BlocklistError("record has no key (the key is the IP or CIDR)")
+        blocklist.apply_update(key.decode("utf-8", "replace"), blocklist_present(value))
+    except BlocklistError as error:
+        log.warning("refused %s record %r: %s", topics.ip_blocklist, key, error)
+        if event is not None:
+            message = event.message
+            record = dead_letter(
+                raw=value,
+                key=key,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                reason="bad_blocklist_entry",
+                message=str(error),
+            )
+            asyncio.ensure_future(send_json(dead_letter_topic, key, record))
+
+
+def blocklist() -> Blocklist:
+    """The files in ``tables/blocklist`` plus the topic's changes, built on first use
+    (the topic's records already in the local store are replayed from it)."""
+    global _blocklist
+    if _blocklist is None:
+        built = load_blocklist(
+            tables_dir() / "blocklist",
+            expected_ips=config.blocklist_expected_ips,
+            fp_rate=config.blocklist_fp_rate,
+        )
+        for partition in range(settings.partitions):
+            for key, value in scan_partition(blocklist_updates, partition):
+                _apply_blocklist_record(built, key, value, None)
+        _blocklist = built
+        log.info("IP blocklist ready: %s", built)
+    return _blocklist
+
+
+def locate(checked: Checked) -> None:
+    """The click's own coordinates, else its IP's from the geo-IP table."""
+    click = checked.click
+    if click.lat is not None and click.lon is not None:
+        checked.lat, checked.lon, checked.located_by = click.lat, click.lon, "click"
+    elif click.ip:
+        point = geoip.lookup(click.ip)
+        if point is not None:
+            checked.lat, checked.lon, checked.located_by = point.lat, point.lon, "geoip"
+
+
+async def begin(click: Click, reasons: list[str]) -> None:
+    """After the session stage: screen the IP, place the click, hand it on."""
+    checked = Checked(click, list(reasons), received_ms=now_ms())
+    if config.blocklist_enabled and click.ip:
+        match = blocklist().match(click.ip)
+        if match is not None:
+            checked.fired(BLOCKLIST)
+            await _alert(
+                BLOCKLIST,
+                click.ip,
+                click,
+                (click.click_id,),
+                {"click_id": click.click_id, "ip": click.ip, **match.evidence()},
+            )
+    locate(checked)
+    await advance(checked, None)
+
+
+async def advance(checked: Checked, after: str | None) -> None:
+    """Send the click to its next stage, or write its verdict if none is left."""
+    step = next_stage(checked, after, ENABLED, KEYS)
+    if step is None:
+        await send_json(
+            verdicts_topic,
+            checked.click.session_id,
+            verdict(checked, config.weights),
+        )
+        return
+    stage, key = step
+    raw_key = key.encode("utf-8")
+    await stage_topics[stage].send(
+        key=raw_key,
+        value=checked.encode(),
+        partition=partition_for(raw_key, settings.partitions),
+    )
+
+
+async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
+    """A redelivered click: its verdict again, marked, without counting it twice."""
+    checked = Checked(click, list(reasons))
+    await send_json(
+        verdicts_topic, click.session_id, verdict(checked, config.weights, duplicate=True)
+    )
+
+
+async def _alert(
+    rule: str, key: str, click: Click, identity: tuple[str, ...], evidence: dict[str, Any]
+) -> None:
+    alert = make_alert(
+        rule=rule,
+        rule_version=1,
+        key=key,
+        event_time=click.timestamp,
+        identity=(key, *identity),
+        evidence={"session_id": click.session_id, **evidence},
+    )
+    await send_json(alerts_topic, key, alert)
+
+
+# -- stage 2: source -------------------------------------------------------------------
+
+
+async def on_source(event: EventT) -> None:
+    checked = Checked.decode(event.message.value)
+    click = checked.click
+    outcome = source_runner.partition(event.message.partition).process(click)
+    if outcome.result is None:
+        why = f"later than {source_rule.lateness_ms} ms behind the source stage's watermark"
+        for rule, on in ((STACKED, config.stacked_enabled), (RATE_LIMIT, config.rate_enabled)):
+            if on:
+                checked.skipped[rule] = why
+    else:
+        result = outcome.result
+        source = source_of(click) or ""
+        for finding in result.findings:
+            await send_json(
+                alerts_topic,
+                source,
+                make_alert(
+                    rule=finding.rule,
+                    rule_version=source_rule.version,
+                    key=source,
+                    event_time=finding.event_time,
+                    identity=(source, finding.click_id),
+                    evidence=finding.evidence(),
+                ),
+            )
+        if result.stacked:
+            checked.fired(STACKED)
+        if result.over_limit:
+            checked.fired(RATE_LIMIT)
+    await advance(checked, "source")
+
+
+# -- stage 3: campaign -----------------------------------------------------------------
+
+SEP = "\x1f"
+
+
+#: Seconds between writes of a changed sketch to the table (see CampaignPartition).
+CHECKPOINT_S = 1.0
+
+
+class CampaignPartition:
+    """One partition's campaigns, decoded in memory, checkpointed bucket by bucket.
+
+    A bucket's sketches serialise to up to ~12 KB each, too much to write to the
+    changelog per click; changed buckets are written at most once per
+    ``CHECKPOINT_S`` instead. A worker that dies loses at most that last second of
+    counts (the check then under-counts, which can delay a finding, never invent one).
+    """
+
+    def __init__(self, partition: int) -> None:
+        self.campaigns: dict[str, CampaignHitters] = {}
+        self.alerted: set[tuple[str, str, str, int]] = set()
+        self.dirty: set[tuple[str, int]] = set()
+        self.checkpointed = time.monotonic()
+        for key, value in scan_partition(campaign_table, partition):
+            campaign, bucket = key.decode("utf-8").rsplit(SEP, 1)
+            self.hitters(campaign).load_bucket(int(bucket), value)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Write changed buckets; only from an event of this partition (faust writes
+        a table's changelog to the current event's partition)."""
+        now = time.monotonic()
+        if not force and now - self.checkpointed < CHECKPOINT_S:
+            return
+        self.checkpointed = now
+        for campaign, bucket in self.dirty:
+            hitters = self.campaigns.get(campaign)
+            if hitters is not None and bucket in hitters.bucket_keys():
+                campaign_table[f"{campaign}{SEP}{bucket}".encode()] = hitters.dump_bucket(bucket)
+        self.dirty.clear()
+
+    def hitters(self, campaign: str) -> CampaignHitters:
+        hitters = self.campaigns.get(campaign)
+        if hitters is None:
+            hitters = self.campaigns[campaign] = CampaignHitters(heavy_rule)
+        return hitters
+
+
+campaign_partitions: dict[int, CampaignPartition] = {}
+
+
+def campaign_partition(partition: int) -> CampaignPartition:
+    state = campaign_partitions.get(partition)
+    if state is None:
+        state = campaign_partitions[partition] = CampaignPartition(partition)
+    return state
+
+
+def bucket_of(t: int, bucket_ms: int) -> int:
+    return t - t % bucket_ms
+
+
+async def on_campaign(event: EventT) -> None:
+    checked = Checked.decode(event.message.value)
+    click = checked.click
+    campaign = click.campaign_id or ""
+    state = campaign_partition(event.message.partition)
+    hitters = state.hitters(campaign)
+    sources = {"ip": click.ip, "device": click.device_id}
+    findings = hitters.add(click.timestamp, {k: v for k, v in sources.items() if v})
+    bucket = bucket_of(click.timestamp, heavy_rule.bucket_ms)
+    state.dirty.add((campaign, bucket))
+    for finding in findings:
+        checked.fired(HEAVY)
+        # One alert per source per bucket: each of its clicks is marked in its verdict.
+        mark = (campaign, finding.kind, finding.source, bucket)
+        if mark in state.alerted:
+            continue
+        state.alerted.add(mark)
+        await send_json(
+            alerts_topic,
+            campaign,
+            make_alert(
+                rule=HEAVY,
+                rule_version=1,
+                key=campaign,
+                event_time=click.timestamp,
+                identity=(campaign, finding.kind, finding.source, str(bucket)),
+                evidence={
+                    "campaign_id": campaign,
+                    "click_id": click.click_id,
+                    **finding.evidence(),
+                },
+            ),
+        )
+    _expire_campaign(state, campaign, hitters, click.timestamp)
+    state.checkpoint()
+    await advance(checked, "campaign")
+
+
+def _expire_campaign(
+    state: CampaignPartition, campaign: str, hitters: CampaignHitters, t: int
+) -> None:
+    latest = hitters.latest_time() or t
+    horizon = latest - heavy_rule.window_ms - config.lateness_ms
+    before = set(hitters.bucket_keys())
+    if before and min(before) >= horizon:
+        return
+    left = hitters.expire(horizon)
+    for bucket in before - set(hitters.bucket_keys()):
+        campaign_table.pop(f"{campaign}{SEP}{bucket}".encode(), None)
+        state.dirty.discard((campaign, bucket))
+    state.alerted = {mark for mark in state.alerted if mark[3] >= horizon}
+    if not left:
+        state.campaigns.pop(campaign, None)
+
+
+# -- stage 4: area ---------------------------------------------------------------------
+
+
+class AreaPartition:
+    """One partition's regions: per region, the counts of the cells it can see."""
+
+    def __init__(self, partition: int) -> None:
+        self.regions: dict[str, AreaCounts] = {}
+        self.watermark = 0
+        self.next_sweep = 0
+        for key, value in scan_partition(area_table, partition):
+            region, cell = key.decode("utf-8").split(SEP, 1)
+            self.counts(region).load_cell(cell, orjson.loads(value))
+
+    def counts(self, region: str) -> AreaCounts:
+        counts = self.regions.get(region)
+        if counts is None:
+            counts = self.regions[region] = AreaCounts(
+                grid, window_ms=location_rule.window_ms, bucket_ms=location_rule.bucket_ms
+            )
+        return counts
+
+    def record(self, region: str, cell: str, t: int, fraud: bool) -> AreaCounts:
+        counts = self.counts(region)
+        counts.add(cell, t, fraud)
+        _persist_cell(counts, region, cell)
+        if t > self.watermark:
+            self.watermark = t
+        if self.watermark >= self.next_sweep:
+            self.sweep()
+        return counts
+
+    def sweep(self) -> None:
+        """Drop buckets that left every window; runs once per bucket of event time."""
+        horizon = self.watermark - location_rule.window_ms - config.lateness_ms
+        for region, counts in list(self.regions.items()):
+            for cell in counts.expire(horizon):
+                _persist_cell(counts, region, cell)
+        self.next_sweep = self.watermark + location_rule.bucket_ms
+
+
+def _persist_cell(counts: AreaCounts, region: str, cell: str) -> None:
+    key = f"{region}{SEP}{cell}".encode()
+    state = counts.cell_state(cell)
+    if state is None:
+        area_table.pop(key, None)
+    else:
+        area_table[key] = orjson.dumps(state)
+
+
+area_partitions: dict[int, AreaPartition] = {}
+
+
+def area_partition(partition: int) -> AreaPartition:
+    state = area_partitions.get(partition)
+    if state is None:
+        state = area_partitions[partition] = AreaPartition(partition)
+    return state
+
+
+async def on_area(event: EventT) -> None:
+    data = orjson.loads(event.message.value)
+    region = event.message.key.decode("utf-8")
+    state = area_partition(event.message.partition)
+    if "contribution" in data:
+        cell, t, fraud = data["contribution"]
+        if t >= state.watermark - config.lateness_ms:
+            state.record(region, cell, t, fraud)
+        return
+    checked = Checked.from_dict(data)
+    click = checked.click
+    assert checked.lat is not None and checked.lon is not None
+    cell = grid.cell(checked.lat, checked.lon)
+    fraud = bool(checked.reasons)
+    t = click.timestamp
+    if t < state.watermark - config.lateness_ms:
+        # Its window's older buckets may be expired already: it would see too few.
+        checked.skipped[LOCATION] = (
+            f"later than {config.lateness_ms} ms behind the area stage's watermark"
+        )
+    else:
+        counts = state.record(region, cell, t, fraud)
+        clicks, frauds = counts.totals(cell, t)
+        if location_rule.fires(clicks, frauds):
+            checked.fired(LOCATION)
+            await _alert(
+                LOCATION,
+                cell,
+                click,
+                (click.click_id,),
+                {
+                    "click_id": click.click_id,
+                    "lat": checked.lat,
+                    "lon": checked.lon,
+                    "located_by": checked.located_by,
+                    "cell": cell,
+                    "clicks_nearby": clicks,
+                    "fraud_nearby": frauds,
+                    "fraud_share": round(frauds / clicks, 4),
+                    "threshold": location_rule.threshold,
+                    "min_clicks": location_rule.min_clicks,
+                    "radius_km": location_rule.radius_km,
+                    "max_reach_km": round(grid.max_reach_km, 1),
+                    "window_ms": location_rule.window_ms,
+                },
+            )
+        contribution = orjson.dumps({"contribution": [cell, t, fraud]})
+        for other in grid.regions_reached(cell):
+            if other != region:
+                raw = other.encode("utf-8")
+                await stage_topics["area"].send(
+                    key=raw, value=contribution, partition=partition_for(raw, settings.partitions)
+                )
+    await advance(checked, "area")
+
+
+# -- agents ------------------------------------------------------------------------------
+
+
+@app.on_partitions_revoked.connect
+async def _forget_partitions(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+    """A partition may come back after another worker changed its state: reload then."""
+    source_runner.reset()
+    campaign_partitions.clear()
+    area_partitions.clear()
+
+
+@app.agent(stage_topics["source"], name="source-checks")
+async def check_sources(stream: Any) -> None:
+    """Stacked ads and the rate limit, per click source."""
+    async for event in stream.events():
+        await guarded(event, on_source)
+
+
+@app.agent(stage_topics["campaign"], name="campaign-checks")
+async def check_campaigns(stream: Any) -> None:
+    """Heavy hitters, per campaign."""
+    async for event in stream.events():
+        await guarded(event, on_campaign)
+
+
+@app.agent(stage_topics["area"], name="area-checks")
+async def check_areas(stream: Any) -> None:
+    """Suspicious locations, per area."""
+    async for event in stream.events():
+        await guarded(event, on_area)

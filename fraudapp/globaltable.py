@@ -1,0 +1,37 @@
+"""A faust GlobalTable over a topic that people and connectors write to.
+
+Reference data (customer accounts, the IP blocklist) arrives on compacted topics
+produced from outside the app; every worker must hold all of it and see updates
+while it runs.
+"""
+
+from __future__ import annotations
+
+import faust
+
+
+class TopicGlobalTable(faust.GlobalTable):
+    """A GlobalTable over a topic of our choosing. faust accepts ``changelog_topic``,
+    but its partition assignor still looks for ``<app>-<table>-changelog`` and the
+    rebalance dies on a KeyError; answering with the real topic's name fixes that."""
+
+    def _changelog_topic_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
+
+
+def reference_table_options() -> dict[str, object]:
+    """How a reference table must read its topic, whoever writes it."""
+    return {
+        "key_type": bytes,
+        "value_type": bytes,
+        # Records come from outside the app (fraudapp load, a CDC connector): keep
+        # reading every partition as a standby after start-up recovery, or updates
+        # made while the worker runs would never be seen.
+        "is_global": True,
+        "synchronize_all_active_partitions": True,
+        # Apply each update at once rather than per 1000 records: the partitions
+        # are both active (start-up recovery) and standby, and faust sizes the
+        # buffer by the first role it sees (faust GlobalTable docs advise the same).
+        "recovery_buffer_size": 1,
+        "standby_buffer_size": 1,
+    }
