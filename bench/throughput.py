@@ -177,9 +177,15 @@ def main() -> int:
         )
     table = "\n".join(lines)
     print(table)
-    Path(args.out).write_text(RESULTS_HEAD + table + "\n" + RESULTS_TAIL.format(runs=args.runs))
+    out = Path(args.out)
+    # Sections of other benchmarks (bench/blocklist.py) follow the marker: keep them.
+    kept = out.read_text().partition(OTHERS)[2] if out.exists() else ""
+    body = RESULTS_HEAD + table + "\n" + RESULTS_TAIL.format(runs=args.runs)
+    out.write_text(body + ("\n" + OTHERS + kept if kept else ""))
     return 0 if all(correct.values()) else 1
 
+
+OTHERS = "<!-- other benchmarks below -->"
 
 RESULTS_HEAD = """# Benchmark results
 
