@@ -76,7 +76,7 @@ async def handle(event: EventT) -> None:
         # Counted once already, by every stage: only its verdict is repeated.
         await send_duplicate_verdict(click, reasons)
     else:
-        await begin(click, reasons)
+        await begin(click, reasons, event.message.partition)
 
 
 def finding_alert(finding: BurstFinding) -> dict[str, Any]:
