@@ -1,0 +1,175 @@
+"""Detection latency at a steady rate: event produced -> alert received, beside the
+broker's own produce -> consume round trip measured in the same run.
+
+    .venv/bin/python bench/latency.py --rates 2000 10000 --seconds 20
+
+Every third click completes a click burst (three clicks of a new session on one URL,
+stamped with the wall clock), so alerts flow at a third of the rate. For each alert
+the latency is the time its alert arrived at a plain aiokafka consumer minus the time
+its completing click was handed to the producer. The floor is the same path without
+a worker: records produced at the same rate and consumed from the same broker. One
+worker, the click rule alone, embedded Apache Kafka. A rate the worker cannot keep
+up with shows as latency growing over the run (see "max").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.throughput import CLICK_RULE_ONLY  # noqa: E402
+from fraudapp.brokers import KafkaBroker  # noqa: E402
+from tests.integration.helpers import AppSpace, running  # noqa: E402
+
+
+def now_ms() -> float:
+    return time.time_ns() / 1e6
+
+
+async def pace(
+    producer: AIOKafkaProducer, topic: str, rate: float, seconds: float, sent: dict[str, float]
+) -> None:
+    """Produce at ``rate`` clicks/s in 10 ms ticks; remember when each burst completed."""
+    started, total, n = time.perf_counter(), int(rate * seconds), 0
+    while n < total:
+        due = min(total, int((time.perf_counter() - started) * rate) + 1)
+        while n < due:
+            session = f"lat-{n // 3}"
+            click_id = f"{session}-{n % 3}"
+            value = {
+                "click_id": click_id,
+                "session_id": session,
+                "url": "u",
+                "timestamp": int(now_ms()),
+            }
+            await producer.send(topic, orjson.dumps(value), key=session.encode())
+            if n % 3 == 2:
+                sent[click_id] = now_ms()
+            n += 1
+        await asyncio.sleep(0.002)
+
+
+async def collect(
+    ready: asyncio.Event,
+    bootstrap: str,
+    topic: str,
+    field: str,
+    until: int,
+    received: dict[str, float],
+    timeout_s: float,
+) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=10,
+        group_id=f"lat-{uuid.uuid4().hex[:6]}",
+    )
+    await consumer.start()
+    deadline = time.perf_counter() + timeout_s
+    try:
+        # Join the group before anything is produced, so no latency includes a join.
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        ready.set()
+        while len(received) < until and time.perf_counter() < deadline:
+            batch = await consumer.getmany(timeout_ms=100)
+            arrived = now_ms()
+            for messages in batch.values():
+                for message in messages:
+                    record = orjson.loads(message.value)
+                    key = record.get(field)
+                    # Only the clicks that complete a burst (the floor reads them all).
+                    if isinstance(key, str) and key.endswith("-2"):
+                        received.setdefault(key, arrived)
+    finally:
+        await consumer.stop()
+
+
+async def measure(
+    bootstrap: str, source: str, sink: str, field: str, rate: float, seconds: float
+) -> list[float]:
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    expected = int(rate * seconds) // 3
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await producer.start()
+    try:
+        ready = asyncio.Event()
+        reader = asyncio.create_task(
+            collect(ready, bootstrap, sink, field, expected, received, seconds + 120)
+        )
+        await asyncio.wait_for(ready.wait(), 60)
+        await pace(producer, source, rate, seconds, sent)
+        await producer.flush()
+        await reader
+        print(f"  {source} -> {sink}: {len(received):,} of {expected:,}", flush=True)
+    finally:
+        await producer.stop()
+    return [received[k] - t for k, t in sent.items() if k in received]
+
+
+def summary(latencies: list[float], expected: int) -> str:
+    q = statistics.quantiles(latencies, n=100)
+    return f"{q[49]:.1f} | {q[98]:.1f} | {max(latencies):.1f} | {len(latencies):,} of {expected:,}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[2000.0, 10000.0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="fraudapp-latency-"))
+    with KafkaBroker() as broker:
+        for rate in args.rates:
+            floor = AppSpace(broker.bootstrap, "lat-floor")
+            floor.create_topics()
+            topic = floor.topics["clicks"]
+            base = asyncio.run(
+                measure(broker.bootstrap, topic, topic, "click_id", rate, args.seconds)
+            )
+            expected = int(rate * args.seconds) // 3
+            rows.append(
+                f"| broker round trip (produce -> consume) | {rate:,.0f} | "
+                f"{summary(base, expected)} |"
+            )
+            space = AppSpace(broker.bootstrap, "lat-worker", **CLICK_RULE_ONLY)
+            space.create_topics()
+            worker = space.worker(work / space.name)
+            worker.log_level = "warn"
+            with running(worker):
+                lat = asyncio.run(
+                    measure(
+                        broker.bootstrap,
+                        space.topics["clicks"],
+                        space.topics["alerts"],
+                        "click_id",
+                        rate,
+                        args.seconds,
+                    )
+                )
+            rows.append(
+                f"| fraudapp worker, click rule (click -> alert) | {rate:,.0f} | "
+                f"{summary(lat, expected)} |"
+            )
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    print("| path | clicks/s | p50 ms | p99 ms | max ms | alerts measured |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
