@@ -45,7 +45,8 @@ app = faust.App(
 )
 
 
-def _output_topic(name: str, **kwargs: object) -> faust.TopicT:
+def internal_topic(name: str, **kwargs: object) -> faust.TopicT:
+    """A topic of raw bytes with fraudapp's partition count, created by the app."""
     return app.topic(
         name,
         key_serializer="raw",
@@ -56,8 +57,8 @@ def _output_topic(name: str, **kwargs: object) -> faust.TopicT:
     )
 
 
-alerts_topic = _output_topic(settings.topics.alerts)
-dead_letter_topic = _output_topic(settings.topics.dead_letter)
+alerts_topic = internal_topic(settings.topics.alerts)
+dead_letter_topic = internal_topic(settings.topics.dead_letter)
 
 #: Set once the output topics exist, so the first alert cannot auto-create its topic
 #: with the broker's default partition count.
@@ -77,7 +78,7 @@ _extra_outputs: list[faust.TopicT] = []
 
 def output_topic(name: str) -> faust.TopicT:
     """An output topic of a domain module, declared at start-up with the shared ones."""
-    topic = _output_topic(name)
+    topic = internal_topic(name)
     _extra_outputs.append(topic)
     return topic
 

@@ -7,6 +7,8 @@ while it runs.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import faust
 
 
@@ -19,19 +21,37 @@ class TopicGlobalTable(faust.GlobalTable):
         return self.changelog_topic.get_topic_name()
 
 
-def reference_table_options() -> dict[str, object]:
-    """How a reference table must read its topic, whoever writes it."""
-    return {
-        "key_type": bytes,
-        "value_type": bytes,
-        # Records come from outside the app (fraudapp load, a CDC connector): keep
-        # reading every partition as a standby after start-up recovery, or updates
-        # made while the worker runs would never be seen.
-        "is_global": True,
-        "synchronize_all_active_partitions": True,
-        # Apply each update at once rather than per 1000 records: the partitions
-        # are both active (start-up recovery) and standby, and faust sizes the
-        # buffer by the first role it sees (faust GlobalTable docs advise the same).
-        "recovery_buffer_size": 1,
-        "standby_buffer_size": 1,
-    }
+T = TypeVar("T", bound=TopicGlobalTable)
+
+
+def reference_table(
+    app: faust.App, name: str, topic: faust.TopicT, partitions: int, cls: type[T]
+) -> T:
+    """A reference table over ``topic``, read by every worker as it changes."""
+    return app.tables.add(
+        cls(
+            app,
+            name=name,
+            beacon=app.tables.beacon,
+            partitions=partitions,
+            changelog_topic=topic,
+            **_REFERENCE_OPTIONS,
+        )
+    )
+
+
+#: How a reference table must read its topic, whoever writes it.
+_REFERENCE_OPTIONS: dict[str, object] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    # Records come from outside the app (fraudapp load, a CDC connector): keep
+    # reading every partition as a standby after start-up recovery, or updates
+    # made while the worker runs would never be seen.
+    "is_global": True,
+    "synchronize_all_active_partitions": True,
+    # Apply each update at once rather than per 1000 records: the partitions
+    # are both active (start-up recovery) and standby, and faust sizes the
+    # buffer by the first role it sees (faust GlobalTable docs advise the same).
+    "recovery_buffer_size": 1,
+    "standby_buffer_size": 1,
+}

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
 
 import orjson
 from faust.types import EventT
@@ -34,12 +34,13 @@ from fraudapp.adnet.geoip import load_geoip
 from fraudapp.adnet.heavy import CampaignHitters, HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
-from fraudapp.alerts import dead_letter, make_alert, now_ms
-from fraudapp.app import alerts_topic, app, dead_letter_topic, output_topic, settings
+from fraudapp.alerts import make_alert
+from fraudapp.app import alerts_topic, app, internal_topic, output_topic, settings
+from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
-from fraudapp.globaltable import TopicGlobalTable, reference_table_options
-from fraudapp.keyedagent import KeyedRunner
-from fraudapp.outputs import guarded, send_json
+from fraudapp.globaltable import TopicGlobalTable, reference_table
+from fraudapp.keyed import KeyedPartition
+from fraudapp.outputs import guarded, send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.reference import tables_dir
 from fraudapp.tablescan import scan_partition
@@ -97,17 +98,7 @@ def _area_key(checked: Checked) -> str | None:
 KEYS = stage_keys(_area_key)
 
 
-def _stage_topic(stage: str) -> Any:
-    return app.topic(
-        topics.stage(stage),
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        internal=True,
-    )
-
-
-stage_topics = {stage: _stage_topic(stage) for stage in ENABLED}
+stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
 
 
 def _table(name: str) -> Any:
@@ -117,14 +108,6 @@ def _table(name: str) -> Any:
 source_table = _table("click-sources")
 campaign_table = _table("campaign-hitters")
 area_table = _table("area-counts")
-
-source_runner: KeyedRunner[Click, Any] = KeyedRunner(
-    rule=source_rule,
-    table=source_table,
-    partitions=settings.partitions,
-    rekey_topic=stage_topics["source"],
-    what="click",
-)
 
 
 # -- the session stage's part: blocklist, location, then on to the next stage ----------
@@ -141,23 +124,9 @@ class BlocklistTable(TopicGlobalTable):
                 _apply_blocklist_record(_blocklist, event.message.key, event.message.value, event)
 
 
-blocklist_topic = app.topic(
-    topics.ip_blocklist,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    compacting=True,
-    internal=True,
-)
-blocklist_updates = app.tables.add(
-    BlocklistTable(
-        app,
-        name="ip-blocklist",
-        beacon=app.tables.beacon,
-        partitions=settings.partitions,
-        changelog_topic=blocklist_topic,
-        **reference_table_options(),
-    )
+blocklist_topic = internal_topic(topics.ip_blocklist, compacting=True)
+blocklist_updates = reference_table(
+    app, "ip-blocklist", blocklist_topic, settings.partitions, BlocklistTable
 )
 _blocklist: Blocklist | None = None
 
@@ -181,19 +150,12 @@ def _apply_blocklist_record(
             raise BlocklistError("record has no key (the key is the IP or CIDR)")
         blocklist.apply_update(key.decode("utf-8", "replace"), blocklist_present(value))
     except BlocklistError as error:
-        log.warning("refused %s record %r: %s", topics.ip_blocklist, key, error)
-        if event is not None:
-            message = event.message
-            record = dead_letter(
-                raw=value,
-                key=key,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                reason="bad_blocklist_entry",
-                message=str(error),
-            )
-            asyncio.ensure_future(send_json(dead_letter_topic, key, record))
+        if event is None:  # replayed from the local store: dead-lettered on arrival
+            log.warning("refused %s record %r: %s", topics.ip_blocklist, key, error)
+        else:
+            # Called from faust's synchronous changelog path: send in the background.
+            bad = BadInput("bad_blocklist_entry", str(error))
+            asyncio.ensure_future(send_dead_letter(event, bad))
 
 
 def blocklist() -> Blocklist:
@@ -228,7 +190,7 @@ def locate(checked: Checked) -> None:
 async def begin(click: Click, reasons: list[str], partition: int) -> None:
     """After the session stage (on ``partition``): screen the IP, place the click,
     hand it on."""
-    checked = Checked(click, list(reasons), received_ms=now_ms())
+    checked = Checked(click, list(reasons))
     if config.blocklist_enabled and click.ip:
         match = blocklist().match(click.ip)
         if match is not None:
@@ -304,7 +266,7 @@ async def on_source(event: EventT) -> None:
 
 async def source_stage(partition: int, key: str, checked: Checked) -> None:
     click = checked.click
-    outcome = source_runner.partition(partition).process(click)
+    outcome = source_partitions[partition].process(click)
     if outcome.result is None:
         why = f"later than {source_rule.lateness_ms} ms behind the source stage's watermark"
         for rule, on in ((STACKED, config.stacked_enabled), (RATE_LIMIT, config.rate_enabled)):
@@ -331,6 +293,31 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
         if result.over_limit:
             checked.fired(RATE_LIMIT)
     await advance(checked, "source", partition)
+
+
+# -- stages 3 and 4 keep decoded state per partition --------------------------------------
+
+P = TypeVar("P")
+
+
+class PerPartition(dict[int, P], Generic[P]):
+    """This worker's state of each partition, loaded from its table on first use and
+    dropped on revocation (another worker may change it meanwhile)."""
+
+    def __init__(self, load: Callable[[int], P]) -> None:
+        super().__init__()
+        self.load = load
+
+    def __missing__(self, partition: int) -> P:
+        state = self[partition] = self.load(partition)
+        return state
+
+
+source_partitions = PerPartition(
+    lambda partition: KeyedPartition(
+        source_rule, source_table, scan_partition(source_table, partition)
+    )
+)
 
 
 # -- stage 3: campaign -----------------------------------------------------------------
@@ -360,11 +347,11 @@ class CampaignPartition:
             campaign, bucket = key.decode("utf-8").rsplit(SEP, 1)
             self.hitters(campaign).load_bucket(int(bucket), value)
 
-    def checkpoint(self, force: bool = False) -> None:
+    def checkpoint(self) -> None:
         """Write changed buckets; only from an event of this partition (faust writes
         a table's changelog to the current event's partition)."""
         now = time.monotonic()
-        if not force and now - self.checkpointed < CHECKPOINT_S:
+        if now - self.checkpointed < CHECKPOINT_S:
             return
         self.checkpointed = now
         for campaign, bucket in self.dirty:
@@ -380,18 +367,7 @@ class CampaignPartition:
         return hitters
 
 
-campaign_partitions: dict[int, CampaignPartition] = {}
-
-
-def campaign_partition(partition: int) -> CampaignPartition:
-    state = campaign_partitions.get(partition)
-    if state is None:
-        state = campaign_partitions[partition] = CampaignPartition(partition)
-    return state
-
-
-def bucket_of(t: int, bucket_ms: int) -> int:
-    return t - t % bucket_ms
+campaign_partitions = PerPartition(CampaignPartition)
 
 
 async def on_campaign(event: EventT) -> None:
@@ -404,11 +380,11 @@ async def on_campaign(event: EventT) -> None:
 async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
     click = checked.click
     campaign = click.campaign_id or ""
-    state = campaign_partition(partition)
+    state = campaign_partitions[partition]
     hitters = state.hitters(campaign)
     sources = {"ip": click.ip, "device": click.device_id}
     findings = hitters.add(click.timestamp, {k: v for k, v in sources.items() if v})
-    bucket = bucket_of(click.timestamp, heavy_rule.bucket_ms)
+    bucket = hitters.bucket_of(click.timestamp)
     state.dirty.add((campaign, bucket))
     for finding in findings:
         checked.fired(HEAVY)
@@ -477,6 +453,10 @@ class AreaPartition:
             )
         return counts
 
+    def too_late(self, t: int) -> bool:
+        """Older buckets of its window may be expired already: it would see too few."""
+        return t < self.watermark - config.lateness_ms
+
     def record(self, region: str, cell: str, t: int, fraud: bool) -> AreaCounts:
         counts = self.counts(region)
         counts.add(cell, t, fraud)
@@ -505,14 +485,7 @@ def _persist_cell(counts: AreaCounts, region: str, cell: str) -> None:
         area_table[key] = orjson.dumps(state)
 
 
-area_partitions: dict[int, AreaPartition] = {}
-
-
-def area_partition(partition: int) -> AreaPartition:
-    state = area_partitions.get(partition)
-    if state is None:
-        state = area_partitions[partition] = AreaPartition(partition)
-    return state
+area_partitions = PerPartition(AreaPartition)
 
 
 async def on_area(event: EventT) -> None:
@@ -528,20 +501,19 @@ async def on_area(event: EventT) -> None:
 
 def contribute(partition: int, region: str, cell: str, t: int, fraud: bool) -> None:
     """A click of a neighbouring region, counted here (it is judged in its own)."""
-    state = area_partition(partition)
-    if t >= state.watermark - config.lateness_ms:
+    state = area_partitions[partition]
+    if not state.too_late(t):
         state.record(region, cell, t, fraud)
 
 
 async def area_stage(partition: int, region: str, checked: Checked) -> None:
-    state = area_partition(partition)
+    state = area_partitions[partition]
     click = checked.click
     assert checked.lat is not None and checked.lon is not None
     cell = grid.cell(checked.lat, checked.lon)
     fraud = bool(checked.reasons)
     t = click.timestamp
-    if t < state.watermark - config.lateness_ms:
-        # Its window's older buckets may be expired already: it would see too few.
+    if state.too_late(t):
         checked.skipped[LOCATION] = (
             f"later than {config.lateness_ms} ms behind the area stage's watermark"
         )
@@ -593,7 +565,7 @@ STAGES = {"source": source_stage, "campaign": campaign_stage, "area": area_stage
 @app.on_partitions_revoked.connect
 async def _forget_partitions(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     """A partition may come back after another worker changed its state: reload then."""
-    source_runner.reset()
+    source_partitions.clear()
     campaign_partitions.clear()
     area_partitions.clear()
 

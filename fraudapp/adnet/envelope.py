@@ -30,8 +30,6 @@ class Checked:
     located_by: str | None = None
     #: Checks not applied to this click, with why (e.g. too late for a stage's window).
     skipped: dict[str, str] = field(default_factory=dict)
-    #: Wall-clock ms when the first stage received the click: detection latency.
-    received_ms: int = 0
 
     def fired(self, rule: str) -> None:
         if rule not in self.reasons:
@@ -45,7 +43,6 @@ class Checked:
                 "reasons": self.reasons,
                 "location": None if self.lat is None else [self.lat, self.lon, self.located_by],
                 "skipped": self.skipped,
-                "received_ms": self.received_ms,
             }
         )
 
@@ -63,7 +60,6 @@ class Checked:
             lon=location[1],
             located_by=location[2],
             skipped=data["skipped"],
-            received_ms=data["received_ms"],
         )
 
 

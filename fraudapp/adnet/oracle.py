@@ -24,6 +24,14 @@ def _source(click: Click) -> str | None:
     return None
 
 
+def _distinct(clicks: Iterable[Click]) -> dict[str, Click]:
+    """Each click id once, as first seen (a redelivery is the same click)."""
+    seen: dict[str, Click] = {}
+    for click in clicks:
+        seen.setdefault(str(click["click_id"]), click)
+    return seen
+
+
 def _by_source(clicks: Iterable[Click]) -> dict[str, dict[str, Click]]:
     groups: dict[str, dict[str, Click]] = defaultdict(dict)
     for click in clicks:
@@ -87,9 +95,7 @@ def blocklisted_click_ids(clicks: Iterable[Click], directory: Path) -> set[str]:
 def campaign_shares(clicks: Iterable[Click]) -> dict[tuple[str, str, str], float]:
     """Exact share of each (campaign, kind, source) in its campaign's clicks, over the
     whole stream (tests keep streams inside one window)."""
-    seen: dict[str, Click] = {}
-    for click in clicks:
-        seen.setdefault(str(click["click_id"]), click)
+    seen = _distinct(clicks)
     totals: dict[str, int] = defaultdict(int)
     counts: dict[tuple[str, str, str], int] = defaultdict(int)
     for click in seen.values():
@@ -147,9 +153,7 @@ def area_shares(
     ``fraud_ids``), by exact great-circle distance, over the whole stream."""
     from fraudapp.geo import geo_distance_km
 
-    seen: dict[str, Click] = {}
-    for click in clicks:
-        seen.setdefault(str(click["click_id"]), click)
+    seen = _distinct(clicks)
     located = [(cid, click_location(c, rows)) for cid, c in seen.items()]
     shares = {}
     for name, (lat, lon) in centres.items():

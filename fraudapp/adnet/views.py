@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from faust.web import Request, Response, View
 
-from fraudapp.adnet.agents import campaign_partition, campaign_table, heavy_rule
+from fraudapp.adnet.agents import campaign_partitions, campaign_table, heavy_rule
 from fraudapp.adnet.heavy import KINDS
 from fraudapp.app import app
 from fraudapp.web import json_error, routed
@@ -27,7 +27,7 @@ class CampaignTop(View):
             return json_error(self, 400, f"k must lie between 1 and {MAX_K}")
 
         async def answer(partition: int) -> Response:
-            hitters = campaign_partition(partition).campaigns.get(campaign_id)
+            hitters = campaign_partitions[partition].campaigns.get(campaign_id)
             latest = None if hitters is None else hitters.latest_time()
             if hitters is None or latest is None:
                 return json_error(

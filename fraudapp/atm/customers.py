@@ -12,31 +12,13 @@ from typing import Any
 
 import orjson
 
-from fraudapp.app import app, settings
-from fraudapp.globaltable import TopicGlobalTable, reference_table_options
+from fraudapp.app import app, internal_topic, settings
+from fraudapp.globaltable import TopicGlobalTable, reference_table
 
 CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "address", "country")
 
-accounts_topic = app.topic(
-    settings.topics.accounts,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.partitions,
-    compacting=True,
-    internal=True,
-)
-
-
-customers = app.tables.add(
-    TopicGlobalTable(
-        app,
-        name="customers",
-        beacon=app.tables.beacon,
-        partitions=settings.partitions,
-        changelog_topic=accounts_topic,
-        **reference_table_options(),
-    )
-)
+accounts_topic = internal_topic(settings.topics.accounts, compacting=True)
+customers = reference_table(app, "customers", accounts_topic, settings.partitions, TopicGlobalTable)
 
 
 def customer(account_id: str) -> dict[str, Any] | None:
