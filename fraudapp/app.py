@@ -16,6 +16,7 @@ import logging
 
 import faust
 
+from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.settings import Settings
 
@@ -41,8 +42,13 @@ app = faust.App(
     key_serializer="raw",
     value_serializer="raw",
     producer_linger_ms=2,
-    web_application_options=application_options(),
+    web_application_options=application_options(settings),
 )
+
+
+@app.on_worker_init.connect
+def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
+    require_tokens(settings)
 
 
 def internal_topic(name: str, **kwargs: object) -> faust.TopicT:

@@ -334,8 +334,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         worker.wait_ready(timeout=120)
         print(f"  worker   pid {worker.pid}, log {worker.log_path}", flush=True)
         print(
-            f"  web      {worker.url}/  (click the ads; a session's state is at"
-            f" {worker.url}/sessions/<session_id>)",
+            f"  dashboard {worker.url}/dashboard?access_token={worker.api_token}"
+            f"#ingest_token={worker.ingest_token}\n"
+            f"  web      {worker.url}/?access_token={worker.api_token}"
+            f"#ingest_token={worker.ingest_token}  (click the ads)\n"
+            f"  tokens   API {worker.api_token}  ingest {worker.ingest_token}\n"
+            f"           curl -H 'Authorization: Bearer {worker.api_token}'"
+            f" {worker.url}/sessions/<session_id>",
             flush=True,
         )
         print(

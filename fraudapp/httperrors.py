@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from fraudapp import httpauth
+from fraudapp.settings import Settings
+
 log = logging.getLogger(__name__)
 
 #: Request bodies larger than this are refused with 413 before they are read whole.
@@ -40,6 +43,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
 
 
-def application_options() -> dict[str, object]:
-    """faust's ``web_application_options``: the aiohttp Application's settings."""
-    return {"client_max_size": MAX_REQUEST_BYTES, "middlewares": [json_errors]}
+def application_options(settings: Settings) -> dict[str, object]:
+    """faust's ``web_application_options``: the aiohttp Application's settings.
+    JSON errors outermost, so a refusal by the token check is JSON as well."""
+    return {
+        "client_max_size": MAX_REQUEST_BYTES,
+        "middlewares": [json_errors, httpauth.middleware(settings)],
+    }

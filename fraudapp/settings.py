@@ -71,6 +71,19 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+#: Shorter bearer tokens are refused: they can be guessed.
+MIN_TOKEN_CHARS = 16
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    if len(raw.strip()) < MIN_TOKEN_CHARS:
+        raise SettingsError(f"{name} must be at least {MIN_TOKEN_CHARS} characters long")
+    return raw.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     """Topic names: settings, because every shop has its own naming scheme."""
@@ -228,6 +241,8 @@ class Settings:
     session_timeout_s: float = 10.0
     heartbeat_interval_s: float = 1.0
     max_record_bytes: int = 64 * 1024
+    api_token: str | None = None
+    ingest_token: str | None = None
     topics: Topics = field(default_factory=Topics)
     click_burst: ClickBurstSettings = field(default_factory=ClickBurstSettings)
     atm: AtmSettings = field(default_factory=AtmSettings)
@@ -260,6 +275,8 @@ class Settings:
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
             ),
+            api_token=_token(env, "FRAUDAPP_API_TOKEN"),
+            ingest_token=_token(env, "FRAUDAPP_INGEST_TOKEN"),
             topics=Topics(
                 clicks=_str(env, "CLICKS_TOPIC", t.clicks),
                 click_verdicts=_str(env, "CLICK_VERDICTS_TOPIC", t.click_verdicts),
@@ -294,5 +311,11 @@ class Settings:
         )
 
     def describe(self) -> dict[str, object]:
-        """Flat view for logs and ``fraudapp demo`` output."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Flat view for logs and ``fraudapp demo`` output; secrets masked."""
+        secret = {"api_token", "ingest_token"}
+        return {
+            f.name: ("***" if getattr(self, f.name) else None)
+            if f.name in secret
+            else getattr(self, f.name)
+            for f in fields(self)
+        }

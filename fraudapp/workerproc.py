@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 import urllib.error
@@ -42,6 +43,11 @@ class WorkerProcess:
         self.web_port = web_port
         self.datadir = Path(datadir)
         self.extra_env = dict(env or {})
+        # Tokens the caller gave, else fresh ones: a worker refuses to start without.
+        self.api_token = self.extra_env.setdefault("FRAUDAPP_API_TOKEN", secrets.token_urlsafe(24))
+        self.ingest_token = self.extra_env.setdefault(
+            "FRAUDAPP_INGEST_TOKEN", secrets.token_urlsafe(24)
+        )
         self.log_level = log_level
         self.log_path = self.datadir / "worker.log"
         self.proc: Popen[bytes] | None = None
@@ -86,13 +92,32 @@ class WorkerProcess:
             time.sleep(0.2)
         raise WorkerError(f"worker not ready after {timeout} s:\n{procs.tail(self.log_path)}")
 
-    def get(self, path: str, timeout: float = 10.0) -> tuple[int, Any]:
+    def get(
+        self, path: str, timeout: float = 10.0, token: str | None | bool = True
+    ) -> tuple[int, Any]:
         """GET a JSON view; returns (status, decoded body) for errors too."""
-        return self.request("GET", path, timeout=timeout)
+        return self.request("GET", path, timeout=timeout, token=token)
+
+    def token_for(self, method: str, path: str) -> str:
+        """The token this request needs: ingest for event writes, API otherwise."""
+        writes = method == "POST" and (path.startswith("/clicks") or path.startswith("/simulate/"))
+        return self.ingest_token if writes else self.api_token
 
     def request(
-        self, method: str, path: str, body: Any = None, timeout: float = 10.0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 10.0,
+        token: str | None | bool = True,
     ) -> tuple[int, Any]:
+        """One request; ``token`` True sends the right token, a string sends that one,
+        None or False sends none (to test refusals)."""
+        headers = {"Content-Type": "application/json"}
+        if token is True:
+            token = self.token_for(method, path)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         data = (
             None
             if body is None
@@ -102,7 +127,7 @@ class WorkerProcess:
             self.url + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as response:

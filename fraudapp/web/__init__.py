@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiohttp import web
 from faust.web import Request, Response, View
 from yarl import URL
 
 from fraudapp.app import app, settings
+from fraudapp.httpauth import COOKIE
 from fraudapp.partitioning import partition_for
 
 STATIC = Path(__file__).parent / "static"
@@ -103,9 +105,23 @@ class Health(View):
         )
 
 
+def page(view: View, request: Request, filename: str) -> Response:
+    """An HTML page; opened as ``?access_token=…`` (already checked by the token
+    middleware), it answers 303 to the bare path with the token in an HttpOnly,
+    SameSite=Strict cookie, so the token leaves the address bar and history."""
+    token = request.query.get("access_token")
+    if token:
+        response = web.Response(status=303, headers={"Location": request.path})
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="Strict", path="/", secure=request.secure
+        )
+        return response
+    return view.html((STATIC / filename).read_text(encoding="utf-8"))
+
+
 @app.page("/")
 class Index(View):
     """The seed's link-click app: ad links whose clicks are posted to ``/clicks``."""
 
     async def get(self, request: Request) -> Response:
-        return self.html((STATIC / "index.html").read_text(encoding="utf-8"))
+        return page(self, request, "index.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import socket
 import uuid
 from collections.abc import Iterator
@@ -50,6 +51,9 @@ class AppSpace:
             "ATM_TXNS_TOPIC": self.topics["atm"],
             "ACCOUNTS_TOPIC": self.topics["accounts"],
             "IP_BLOCKLIST_TOPIC": self.topics["blocklist"],
+            # Workers of one app share their tokens: a forwarded request keeps its own.
+            "FRAUDAPP_API_TOKEN": secrets.token_urlsafe(24),
+            "FRAUDAPP_INGEST_TOKEN": secrets.token_urlsafe(24),
             **env,
         }
 

@@ -174,3 +174,15 @@ def test_any_worker_answers_for_any_session(kafka_broker, tmp_path: Path) -> Non
             assert status == 200 and len(view["alerts"]) == 1 and view["customer"] is None
             owners.add(view["served_by"])
         assert owners == {first.url, second.url}
+
+
+def test_a_worker_without_tokens_refuses_to_start(space: AppSpace, tmp_path: Path) -> None:
+    worker = space.worker(tmp_path, FRAUDAPP_API_TOKEN="", FRAUDAPP_INGEST_TOKEN="")
+    worker.start()
+    try:
+        assert worker.proc is not None and worker.proc.wait(timeout=60) != 0
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text()
+    assert "FRAUDAPP_API_TOKEN and FRAUDAPP_INGEST_TOKEN must be set" in log
+    assert "Traceback" not in log

@@ -1,0 +1,80 @@
+"""The token table: which endpoint needs which token, and what a refusal says."""
+
+from __future__ import annotations
+
+import pytest
+
+from fraudapp.httpauth import Scope, decide, require_tokens, scope_of
+from fraudapp.settings import Settings, SettingsError
+
+API, INGEST = "a" * 32, "i" * 32
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("GET", "/health", Scope.PUBLIC),
+        ("HEAD", "/health", Scope.PUBLIC),
+        ("POST", "/health", Scope.API),
+        ("GET", "/", Scope.API),
+        ("GET", "/dashboard", Scope.API),
+        ("GET", "/dashboard/events", Scope.API),
+        ("GET", "/static/dashboard.js", Scope.API),
+        ("GET", "/metrics", Scope.API),
+        ("GET", "/sessions/s-1", Scope.API),
+        ("GET", "/accounts/a-1", Scope.API),
+        ("GET", "/campaigns/c/top", Scope.API),
+        ("GET", "/no/such/path", Scope.API),
+        ("GET", "/clicks", Scope.API),
+        ("POST", "/clicks", Scope.INGEST),
+        ("POST", "/simulate/click", Scope.INGEST),
+        ("POST", "/simulate/transaction", Scope.INGEST),
+        ("POST", "/clicksX", Scope.API),
+    ],
+)
+def test_each_endpoint_needs_its_scope(method: str, path: str, scope: Scope) -> None:
+    assert scope_of(method, path) is scope
+
+
+@pytest.mark.parametrize(
+    ("scope", "token", "status", "reason"),
+    [
+        (Scope.PUBLIC, None, 200, ""),
+        (Scope.API, None, 401, "missing_token"),
+        (Scope.API, "", 401, "missing_token"),
+        (Scope.API, "nope", 401, "invalid_token"),
+        (Scope.API, API + "x", 401, "invalid_token"),
+        (Scope.API, API, 200, ""),
+        (Scope.API, INGEST, 403, "wrong_scope"),
+        (Scope.INGEST, INGEST, 200, ""),
+        (Scope.INGEST, API, 403, "wrong_scope"),
+        (Scope.INGEST, None, 401, "missing_token"),
+    ],
+)
+def test_decisions(scope: Scope, token: str | None, status: int, reason: str) -> None:
+    decision = decide(scope, token, api=API, ingest=INGEST)
+    assert (decision.status, decision.reason) == (status, reason)
+
+
+def test_no_configured_token_lets_nothing_through() -> None:
+    assert decide(Scope.API, "x" * 20, api=None, ingest=None).status == 401
+
+
+def test_worker_refuses_to_start_without_both_tokens() -> None:
+    with pytest.raises(SystemExit, match="FRAUDAPP_API_TOKEN and FRAUDAPP_INGEST_TOKEN"):
+        require_tokens(Settings.from_env({}))
+    with pytest.raises(SystemExit, match="FRAUDAPP_INGEST_TOKEN must be set"):
+        require_tokens(Settings.from_env({"FRAUDAPP_API_TOKEN": API}))
+    with pytest.raises(SystemExit, match="must differ"):
+        require_tokens(Settings.from_env({"FRAUDAPP_API_TOKEN": API, "FRAUDAPP_INGEST_TOKEN": API}))
+    require_tokens(Settings.from_env({"FRAUDAPP_API_TOKEN": API, "FRAUDAPP_INGEST_TOKEN": INGEST}))
+
+
+def test_short_tokens_are_refused() -> None:
+    with pytest.raises(SettingsError, match="at least 16"):
+        Settings.from_env({"FRAUDAPP_API_TOKEN": "short"})
+
+
+def test_tokens_are_masked_in_descriptions() -> None:
+    described = Settings.from_env({"FRAUDAPP_API_TOKEN": API}).describe()
+    assert described["api_token"] == "***" and described["ingest_token"] is None
