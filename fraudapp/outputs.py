@@ -16,8 +16,8 @@ import faust
 import orjson
 from faust.types import EventT
 
-from fraudapp import alerts
-from fraudapp.app import dead_letter_topic, outputs_declared
+from fraudapp import alerts, metrics
+from fraudapp.app import alerts_topic, dead_letter_topic, outputs_declared
 from fraudapp.badinput import BadInput
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,15 @@ async def send_json(
     await topic.send(key=key_bytes(key), value=orjson.dumps(value), partition=partition)
 
 
+async def send_alert(
+    key: str | bytes, alert: dict[str, Any], received: float | None = None
+) -> None:
+    """Produce one alert and count it, with its latency from ``received`` (epoch s;
+    default: when the record being handled was taken)."""
+    await send_json(alerts_topic, key, alert)
+    metrics.alert_sent(alert["rule"], received)
+
+
 async def send_dead_letter(event: EventT, error: BadInput) -> None:
     """Refuse one input record without losing it: original bytes, origin and reason."""
     message = event.message
@@ -63,12 +72,14 @@ async def send_dead_letter(event: EventT, error: BadInput) -> None:
         message=error.message,
     )
     await send_json(dead_letter_topic, message.key, record)
+    metrics.dead_letter_sent(error.reason, message.topic)
 
 
 async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) -> None:
     """Run one record's handler; an unexpected error dead-letters the record (reason
     ``internal_error``, with the exception) instead of killing the agent, so one
     poisonous record can neither stop a worker nor vanish."""
+    metrics.event_in(event.message.topic)
     try:
         await handle(event)
     except asyncio.CancelledError:

@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from faust.types import EventT
 
+from fraudapp import metrics
 from fraudapp.adnet.area import AreaCounts, AreaGrid, LocationRule
 from fraudapp.adnet.blocklist import Blocklist, BlocklistError, load_blocklist
 from fraudapp.adnet.envelope import Checked, verdict
@@ -35,12 +36,12 @@ from fraudapp.adnet.heavy import CampaignHitters, HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
 from fraudapp.alerts import make_alert
-from fraudapp.app import alerts_topic, app, internal_topic, output_topic, settings
+from fraudapp.app import app, internal_topic, output_topic, settings
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
-from fraudapp.outputs import guarded, send_dead_letter, send_json
+from fraudapp.outputs import guarded, send_alert, send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.reference import tables_dir
 from fraudapp.tablescan import scan_partition
@@ -187,10 +188,18 @@ def locate(checked: Checked) -> None:
             checked.lat, checked.lon, checked.located_by = point.lat, point.lon, "geoip"
 
 
+def location_of(click: Click) -> dict[str, Any] | None:
+    """Where a click was ({lat, lon, by}), for alerts raised before its checks."""
+    where = Checked(click)
+    locate(where)
+    return where.location()
+
+
 async def begin(click: Click, reasons: list[str], partition: int) -> None:
     """After the session stage (on ``partition``): screen the IP, place the click,
     hand it on."""
-    checked = Checked(click, list(reasons))
+    checked = Checked(click, list(reasons), received=metrics.received_at.get())
+    locate(checked)
     if config.blocklist_enabled and click.ip:
         match = blocklist().match(click.ip)
         if match is not None:
@@ -198,11 +207,10 @@ async def begin(click: Click, reasons: list[str], partition: int) -> None:
             await _alert(
                 BLOCKLIST,
                 click.ip,
-                click,
+                checked,
                 (click.click_id,),
                 {"click_id": click.click_id, "ip": click.ip, **match.evidence()},
             )
-    locate(checked)
     await advance(checked, None, partition)
 
 
@@ -222,6 +230,7 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
             checked.click.session_id,
             verdict(checked, config.weights),
         )
+        metrics.verdict_sent(bool(checked.reasons))
         return
     stage, key = step
     raw_key = key.encode("utf-8")
@@ -238,20 +247,22 @@ async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
     await send_json(
         verdicts_topic, click.session_id, verdict(checked, config.weights, duplicate=True)
     )
+    metrics.verdict_sent(bool(reasons))
 
 
 async def _alert(
-    rule: str, key: str, click: Click, identity: tuple[str, ...], evidence: dict[str, Any]
+    rule: str, key: str, checked: Checked, identity: tuple[str, ...], evidence: dict[str, Any]
 ) -> None:
+    click = checked.click
     alert = make_alert(
         rule=rule,
         rule_version=1,
         key=key,
         event_time=click.timestamp,
         identity=(key, *identity),
-        evidence={"session_id": click.session_id, **evidence},
+        evidence={"session_id": click.session_id, "location": checked.location(), **evidence},
     )
-    await send_json(alerts_topic, key, alert)
+    await send_alert(key, alert, checked.received)
 
 
 # -- stage 2: source -------------------------------------------------------------------
@@ -269,6 +280,7 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
     outcome = source_partitions[partition].process(click)
     if outcome.result is None:
         why = f"later than {source_rule.lateness_ms} ms behind the source stage's watermark"
+        metrics.check_skipped_late("source")
         for rule, on in ((STACKED, config.stacked_enabled), (RATE_LIMIT, config.rate_enabled)):
             if on:
                 checked.skipped[rule] = why
@@ -276,8 +288,7 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
         result = outcome.result
         source = source_of(click) or ""
         for finding in result.findings:
-            await send_json(
-                alerts_topic,
+            await send_alert(
                 source,
                 make_alert(
                     rule=finding.rule,
@@ -285,8 +296,15 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
                     key=source,
                     event_time=finding.event_time,
                     identity=(source, finding.click_id),
-                    evidence=finding.evidence(),
+                    evidence={
+                        **finding.evidence(),
+                        # Where the click is the one at hand (not one it condemned late).
+                        "location": checked.location()
+                        if finding.click_id == click.click_id
+                        else None,
+                    },
                 ),
+                checked.received,
             )
         if result.stacked:
             checked.fired(STACKED)
@@ -393,8 +411,7 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
         if mark in state.alerted:
             continue
         state.alerted.add(mark)
-        await send_json(
-            alerts_topic,
+        await send_alert(
             campaign,
             make_alert(
                 rule=HEAVY,
@@ -405,9 +422,11 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
                 evidence={
                     "campaign_id": campaign,
                     "click_id": click.click_id,
+                    "location": checked.location(),
                     **finding.evidence(),
                 },
             ),
+            checked.received,
         )
     _expire_campaign(state, campaign, hitters, click.timestamp)
     state.checkpoint()
@@ -514,6 +533,7 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
     fraud = bool(checked.reasons)
     t = click.timestamp
     if state.too_late(t):
+        metrics.check_skipped_late("area")
         checked.skipped[LOCATION] = (
             f"later than {config.lateness_ms} ms behind the area stage's watermark"
         )
@@ -525,7 +545,7 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
             await _alert(
                 LOCATION,
                 cell,
-                click,
+                checked,
                 (click.click_id,),
                 {
                     "click_id": click.click_id,

@@ -30,10 +30,19 @@ class Checked:
     located_by: str | None = None
     #: Checks not applied to this click, with why (e.g. too late for a stage's window).
     skipped: dict[str, str] = field(default_factory=dict)
+    #: When the session stage took the click (epoch s): detection latency of alerts
+    #: raised stages later runs from there, across the hops between workers.
+    received: float | None = None
 
     def fired(self, rule: str) -> None:
         if rule not in self.reasons:
             self.reasons.append(rule)
+
+    def location(self) -> dict[str, Any] | None:
+        """Where the click was, as verdicts and alerts give it (maps plot it)."""
+        if self.lat is None:
+            return None
+        return {"lat": self.lat, "lon": self.lon, "by": self.located_by}
 
     def encode(self) -> bytes:
         click = self.click
@@ -43,6 +52,7 @@ class Checked:
                 "reasons": self.reasons,
                 "location": None if self.lat is None else [self.lat, self.lon, self.located_by],
                 "skipped": self.skipped,
+                "received": self.received,
             }
         )
 
@@ -60,6 +70,7 @@ class Checked:
             lon=location[1],
             located_by=location[2],
             skipped=data["skipped"],
+            received=data.get("received"),
         )
 
 
@@ -88,8 +99,6 @@ def verdict(
         "reasons": checked.reasons,
         "risk_score": risk_score(checked.reasons, weights),
         "duplicate": duplicate,
-        "location": None
-        if checked.lat is None
-        else {"lat": checked.lat, "lon": checked.lon, "by": checked.located_by},
+        "location": checked.location(),
         "skipped": checked.skipped,
     }

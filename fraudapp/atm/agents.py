@@ -13,13 +13,13 @@ from typing import Any
 from faust.types import EventT
 
 from fraudapp.alerts import make_alert
-from fraudapp.app import alerts_topic, app, settings
+from fraudapp.app import app, settings
 from fraudapp.atm.customers import enrichment
 from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
 from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.outputs import guarded, send_dead_letter, send_json
+from fraudapp.outputs import guarded, send_alert, send_dead_letter
 
 rule = TravelRule(window_ms=settings.atm.window_ms, lateness_ms=settings.atm.lateness_ms)
 topics = settings.topics
@@ -70,7 +70,7 @@ async def handle(event: EventT) -> None:
     if result is None:
         return
     for pair in result.pairs:
-        await send_json(alerts_topic, key, pair_alert(pair))
+        await send_alert(key, pair_alert(pair))
 
 
 @app.on_partitions_revoked.connect

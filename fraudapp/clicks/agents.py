@@ -15,14 +15,14 @@ from typing import Any
 
 from faust.types import EventT
 
-from fraudapp.adnet.agents import begin, send_duplicate_verdict
+from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
 from fraudapp.alerts import make_alert
-from fraudapp.app import alerts_topic, app, settings
+from fraudapp.app import app, settings
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
 from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.outputs import guarded, send_dead_letter, send_json
+from fraudapp.outputs import guarded, send_alert, send_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ async def handle(event: EventT) -> None:
     if result is None:
         return
     for finding in result.findings:
-        await send_json(alerts_topic, key, finding_alert(finding))
+        # Located when the alerted click is this one (not an earlier one it condemned).
+        here = location_of(click) if finding.click_id == click.click_id else None
+        await send_alert(key, finding_alert(finding, here))
     reasons = [RULE_NAME] if result.fraud else []
     if result.duplicate:
         # Counted once already, by every stage: only its verdict is repeated.
@@ -79,7 +81,7 @@ async def handle(event: EventT) -> None:
         await begin(click, reasons, event.message.partition)
 
 
-def finding_alert(finding: BurstFinding) -> dict[str, Any]:
+def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None) -> dict[str, Any]:
     """One alert per fraudulent click; its id depends only on the click."""
     return make_alert(
         rule=RULE_NAME,
@@ -87,7 +89,7 @@ def finding_alert(finding: BurstFinding) -> dict[str, Any]:
         key=finding.session_id,
         event_time=finding.event_time,
         identity=(finding.session_id, finding.url, finding.click_id),
-        evidence=finding.evidence(),
+        evidence={**finding.evidence(), "location": location},
     )
 
 

@@ -1,0 +1,123 @@
+"""What a worker counts for Prometheus: events in, verdicts, alerts, dead letters,
+late events, detection latency and consumer lag.
+
+prometheus_client rather than hand-formatted text: the exposition format has
+escaping and histogram rules that are easy to get subtly wrong, and its counters
+are cheap enough for the per-event path (a bound child's ``inc`` is a lock and an
+add). Children are bound once per label value and cached, because ``labels()``
+itself costs a dict build and a lock on every call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from functools import cache
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: One registry per process (not the library's global one), so that only what
+#: fraudapp defines is exposed and tests can build their own.
+registry = CollectorRegistry(auto_describe=True)
+
+_events_in = Counter(
+    "fraudapp_events_in", "Records taken from a topic by an agent", ["topic"], registry=registry
+)
+_verdicts = Counter(
+    "fraudapp_verdicts", "Click verdicts written, by outcome", ["fraud"], registry=registry
+)
+_alerts = Counter("fraudapp_alerts", "Alerts produced, by rule", ["rule"], registry=registry)
+_dead_letters = Counter(
+    "fraudapp_dead_letters",
+    "Records refused to dead-letter, by reason",
+    ["reason"],
+    registry=registry,
+)
+_late = Counter(
+    "fraudapp_late_events",
+    "Events later than the allowed lateness: refused (a dead letter) or a check skipped",
+    ["where"],
+    registry=registry,
+)
+_latency = Histogram(
+    "fraudapp_detection_latency_seconds",
+    "From the worker receiving the event to the alert being handed to the producer",
+    ["rule"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=registry,
+)
+
+#: When the worker took the record now being handled (epoch seconds); set by the
+#: agents' common guard, read when an alert is sent.
+received_at: ContextVar[float | None] = ContextVar("received_at", default=None)
+
+
+@cache
+def _events_child(topic: str) -> Any:
+    return _events_in.labels(topic)
+
+
+@cache
+def _alerts_child(rule: str) -> tuple[Any, Any]:
+    return _alerts.labels(rule), _latency.labels(rule)
+
+
+def event_in(topic: str) -> None:
+    """Count one record taken and remember when, for the latency of its alerts."""
+    _events_child(topic).inc()
+    received_at.set(time.time())
+
+
+def alert_sent(rule: str, received: float | None = None) -> None:
+    """Count one alert; its latency runs from ``received`` (epoch s) or, by default,
+    from when the record being handled was taken."""
+    counter, latency = _alerts_child(rule)
+    counter.inc()
+    start = received if received is not None else received_at.get()
+    if start is not None:
+        latency.observe(max(0.0, time.time() - start))
+
+
+def verdict_sent(fraud: bool) -> None:
+    _verdicts.labels("true" if fraud else "false").inc()
+
+
+def dead_letter_sent(reason: str, topic: str) -> None:
+    _dead_letters.labels(reason).inc()
+    if reason == "late_event":
+        _late.labels(topic).inc()
+
+
+def check_skipped_late(stage: str) -> None:
+    _late.labels(f"stage:{stage}").inc()
+
+
+class LagCollector(Collector):
+    """Consumer lag per assigned partition, read at scrape time from the consumer:
+    the partition's end offset minus the next offset this worker will read."""
+
+    def __init__(self, offsets: Callable[[], Iterator[tuple[str, int, int, int]]]) -> None:
+        self.offsets = offsets
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "fraudapp_consumer_lag",
+            "Records on the partition not yet read by this worker",
+            labels=["topic", "partition"],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Without this the registry calls collect() at registration, before the
+        # consumer exists.
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = self._family()
+        for topic, partition, end, position in self.offsets():
+            lag.add_metric([topic, str(partition)], max(0, end - position))
+        yield lag
