@@ -46,7 +46,7 @@ def describe_session(session_id: str, state: dict[str, Any]) -> dict[str, Any]:
     return {"session_id": session_id, "urls": urls, "alerts": alerts}
 
 
-def _clicks_in(body: bytes) -> list[dict[str, Any]]:
+def clicks_in(body: bytes) -> list[dict[str, Any]]:
     """Parse and validate a request body: one click object or an array of them.
 
     The whole request is refused if any click is bad, so a client never has to
@@ -78,6 +78,17 @@ def _clicks_in(body: bytes) -> list[dict[str, Any]]:
     return clicks
 
 
+async def produce_clicks(clicks: list[dict[str, Any]]) -> None:
+    """Onto the clicks topic, each on its session's partition."""
+    for click in clicks:
+        key = str(click["session_id"]).encode("utf-8")
+        await clicks_topic.send(
+            key=key,
+            value=orjson.dumps(click),
+            partition=partition_for(key, settings.partitions),
+        )
+
+
 @app.page("/clicks")
 class ClickIngest(View):
     """Produce clicks to the clicks topic, each keyed and partitioned by its session."""
@@ -85,16 +96,10 @@ class ClickIngest(View):
     async def post(self, request: Request) -> Response:
         body = await request.read()  # over MAX_REQUEST_BYTES: 413 from the middleware
         try:
-            clicks = _clicks_in(body)
+            clicks = clicks_in(body)
         except BadInput as exc:
             return json_error(self, 400, exc.message, reason=exc.reason)
-        for click in clicks:
-            key = str(click["session_id"]).encode("utf-8")
-            await clicks_topic.send(
-                key=key,
-                value=orjson.dumps(click),
-                partition=partition_for(key, settings.partitions),
-            )
+        await produce_clicks(clicks)
         return self.json(
             {"accepted": len(clicks), "click_ids": [c["click_id"] for c in clicks]}, status=202
         )

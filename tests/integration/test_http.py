@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -186,3 +187,146 @@ def test_a_worker_without_tokens_refuses_to_start(space: AppSpace, tmp_path: Pat
     log = worker.log_path.read_text()
     assert "FRAUDAPP_API_TOKEN and FRAUDAPP_INGEST_TOKEN must be set" in log
     assert "Traceback" not in log
+
+
+# -- auth, metrics, the dashboard's stream and the simulator ---------------------------
+
+#: Every endpoint the worker serves, with a request that would succeed with a token.
+ENDPOINTS = [
+    ("GET", "/"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/events"),
+    ("GET", "/static/dashboard.js"),
+    ("GET", "/metrics"),
+    ("GET", "/sessions/web-1"),
+    ("GET", "/accounts/acct-1"),
+    ("GET", "/campaigns/cmp-1/top"),
+    ("POST", "/clicks"),
+    ("POST", "/simulate/click"),
+    ("POST", "/simulate/transaction"),
+    ("GET", "/no/such/page"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_every_endpoint_but_health_needs_a_token(
+    worker: WorkerProcess, method: str, path: str
+) -> None:
+    body = b"{}" if method == "POST" else None
+    status, answer = worker.request(method, path, body, token=None)
+    assert status == 401 and answer["reason"] == "missing_token", answer
+    status, answer = worker.request(method, path, body, token="x" * 32)
+    assert status == 401 and answer["reason"] == "invalid_token", answer
+    other = worker.api_token if method == "POST" else worker.ingest_token
+    status, answer = worker.request(method, path, body, token=other)
+    assert status == 403 and answer["reason"] == "wrong_scope", answer
+    assert worker.get("/health", token=None)[0] == 200
+
+
+def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess) -> None:
+    now = int(time.time() * 1000)
+    clicks = [
+        {"click_id": f"m{i}", "session_id": "metrics-1", "url": "u", "timestamp": now + i}
+        for i in range(3)
+    ]
+    assert worker.request("POST", "/clicks", clicks)[0] == 202
+    assert worker.request("POST", "/clicks", b'{"session_id": 1}')[0] == 400
+
+    def scraped():
+        status, text = worker.get("/metrics")
+        assert status == 200
+        return text if 'fraudapp_alerts_total{rule="click_burst"}' in text else None
+
+    text = wait_for(scraped)
+    assert text, "no click_burst alert counted"
+    lines = text.splitlines()
+    assert any(line.startswith("fraudapp_events_in_total{topic=") for line in lines)
+    assert any(line.startswith('fraudapp_verdicts_total{fraud="true"}') for line in lines)
+    assert any(
+        line.startswith('fraudapp_detection_latency_seconds_count{rule="click_burst"}')
+        for line in lines
+    )
+    assert any(line.startswith("fraudapp_consumer_lag{partition=") for line in lines)
+
+
+def test_dashboard_login_sets_a_cookie_that_opens_reads_only(worker: WorkerProcess) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", worker.web_port, timeout=10)
+    conn.request("GET", f"/dashboard?access_token={worker.api_token}")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 303 and response.getheader("Location") == "/dashboard"
+    cookie = response.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    jar = cookie.split(";", 1)[0]
+    conn.request("GET", "/dashboard", headers={"Cookie": jar})
+    page = conn.getresponse()
+    assert page.status == 200 and b"<html" in page.read().lower()
+    conn.request("POST", "/clicks", body=b"{}", headers={"Cookie": jar})
+    refused = conn.getresponse()
+    assert refused.status == 401
+    refused.read()
+    conn.request("GET", "/dashboard?access_token=wrong-wrong-wrong-wrong")
+    assert conn.getresponse().status == 401
+
+
+def test_simulated_clicks_come_back_with_their_verdict(worker: WorkerProcess) -> None:
+    answers = [
+        worker.request(
+            "POST",
+            "/simulate/click",
+            {"session_id": "sim-1", "url": "https://a.example/sim", "lat": 51.5, "lon": -0.1},
+            timeout=30,
+        )
+        for _ in range(3)
+    ]
+    assert [status for status, _ in answers] == [200, 200, 200]
+    first, third = answers[0][1], answers[2][1]
+    assert first["verdict"]["fraud"] is False and first["alerts"] == []
+    assert third["verdict"]["fraud"] is True and third["verdict"]["reasons"] == ["click_burst"]
+    (alert,) = third["alerts"]
+    assert alert["rule"] == "click_burst" and alert["click_id"] == third["click"]["click_id"]
+    assert alert["location"] == {"lat": 51.5, "lon": -0.1, "by": "click"}
+    status, answer = worker.request("POST", "/simulate/click", {"url": "u"})
+    assert status == 400 and answer["reason"] == "missing_field"
+
+
+def test_simulated_transactions_come_back_with_their_alerts(worker: WorkerProcess) -> None:
+    txn = {"account_id": "sim-acct", "amount": 20, "location": {"lat": 51.5, "lon": -0.1}}
+    status, first = worker.request("POST", "/simulate/transaction", txn, timeout=30)
+    assert status == 200 and first["alerts"] == []
+    far = {**txn, "location": {"lat": 40.7, "lon": -74.0}}
+    status, second = worker.request("POST", "/simulate/transaction", far, timeout=30)
+    assert status == 200
+    (alert,) = second["alerts"]
+    assert alert["rule"] == "atm_impossible_travel"
+    assert alert["t2_transaction_id"] == second["transaction"]["transaction_id"]
+
+
+def test_the_event_stream_replays_and_follows_alerts(worker: WorkerProcess) -> None:
+    import urllib.request
+
+    request = urllib.request.Request(
+        worker.url + "/dashboard/events",
+        headers={"Authorization": f"Bearer {worker.api_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=15) as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        now = int(time.time() * 1000)
+        clicks = [
+            {"click_id": f"ev{i}", "session_id": "events-1", "url": "u", "timestamp": now + i}
+            for i in range(3)
+        ]
+        assert worker.request("POST", "/clicks", clicks)[0] == 202
+        kinds, alert_ids = set(), []
+        deadline = time.monotonic() + 30
+        event = None
+        while time.monotonic() < deadline and "ev2" not in alert_ids:
+            line = stream.readline().decode().strip()
+            if line.startswith("event: "):
+                event = line[7:]
+                kinds.add(event)
+            elif line.startswith("data: ") and event == "alert":
+                alert_ids.append(json.loads(line[6:]).get("click_id"))
+        assert "ev2" in alert_ids and "rates" in kinds

@@ -1,0 +1,214 @@
+"""The dashboard: its page and assets, a server-sent event stream of alerts and
+per-rule rates, and the simulator that sends one event and answers its verdict.
+
+Server-sent events rather than a websocket: the page only listens, EventSource
+reconnects by itself, and it is plain HTTP through any proxy. Everything the page
+loads is served from ``/static`` by the worker itself (no CDN, no tile server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from aiohttp import web
+from faust.web import Request, Response, View
+
+from fraudapp import kafkaio
+from fraudapp.alerts import now_ms
+from fraudapp.app import app, settings
+from fraudapp.atm.agents import txns_topic
+from fraudapp.atm.models import txn_from_dict
+from fraudapp.badinput import BadInput
+from fraudapp.clicks.views import clicks_in, produce_clicks
+from fraudapp.partitioning import partition_for
+from fraudapp.web import STATIC, json_error, page
+from fraudapp.web.feed import Feed, TopicTail, Waiter
+
+#: How long the simulator waits for its event's verdict before answering 504.
+SIMULATE_TIMEOUT_S = 20.0
+#: After the verdict, how long alerts raised on the way may still trickle in.
+ALERT_GRACE_S = 0.5
+#: Alerts replayed to a dashboard that connects, per partition of the alerts topic.
+REPLAY_PER_PARTITION = 25
+
+
+def _bootstrap() -> str:
+    return kafkaio.bootstrap_of(settings.broker_url)
+
+
+alerts = Feed(recent=REPLAY_PER_PARTITION * settings.partitions)
+verdicts = Feed(recent=1)
+alert_tail = TopicTail(
+    _bootstrap, settings.topics.alerts, alerts.deliver, replay=REPLAY_PER_PARTITION
+)
+verdict_tail = TopicTail(_bootstrap, settings.topics.click_verdicts, verdicts.deliver)
+app.service(alert_tail)
+app.service(verdict_tail)
+
+
+@app.on_worker_init.connect
+def _serve_static(sender: object = None, **kwargs: object) -> None:
+    # aiohttp's static route: content types, ETags, no path escapes; behind the
+    # token middleware like every route.
+    app.web.add_static("/static/", STATIC)
+
+
+@app.page("/dashboard")
+class Dashboard(View):
+    async def get(self, request: Request) -> Response:
+        return page(self, request, "dashboard.html")
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@app.page("/dashboard/events")
+class DashboardEvents(View):
+    """``text/event-stream``: the recent alerts, then each new one (``alert``), and
+    per-rule rates every second (``rates``)."""
+
+    async def get(self, request: Request) -> Any:
+        try:
+            await alert_tail.ready()
+        except TimeoutError:
+            return json_error(self, 503, "the alerts topic cannot be read yet; retry")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        queue = alerts.subscribe()
+        try:
+            await response.write(b"retry: 2000\n\n")
+            for alert in list(alerts.recent):
+                await response.write(_event("alert", alert))
+            next_rates = 0.0
+            while True:
+                if time.monotonic() >= next_rates:
+                    await response.write(_event("rates", alerts.rates.snapshot()))
+                    next_rates = time.monotonic() + 1.0
+                with contextlib.suppress(TimeoutError):
+                    alert = await asyncio.wait_for(queue.get(), timeout=1.0)
+                    chunk = [_event("alert", alert)]
+                    while not queue.empty() and len(chunk) < 200:
+                        chunk.append(_event("alert", queue.get_nowait()))
+                    await response.write(b"".join(chunk))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the browser went away
+        finally:
+            alerts.unsubscribe(queue)
+        return response
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise BadInput("not_json", f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadInput("not_object", "body must be one JSON object")
+    return body
+
+
+async def _collect(waiter: Waiter, *, until: asyncio.Event | None = None) -> None:
+    """Wait for ``until`` (or the waiter's first record), then a short grace."""
+    await asyncio.wait_for((until or waiter.arrived).wait(), SIMULATE_TIMEOUT_S)
+    await asyncio.sleep(ALERT_GRACE_S)
+
+
+def _unique(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({r.get("alert_id"): r for r in records}.values())
+
+
+@app.page("/simulate/click")
+class SimulateClick(View):
+    """Send one click (fields as on the clicks topic; id and time filled in) and
+    answer its verdict and the alerts that name it."""
+
+    async def post(self, request: Request) -> Response:
+        try:
+            body = await _json_object(request)
+            (click,) = clicks_in(orjson.dumps(body))
+        except BadInput as exc:
+            return json_error(self, 400, exc.message, reason=exc.reason)
+        await asyncio.gather(alert_tail.ready(), verdict_tail.ready())
+        verdict, found = Waiter(click["click_id"]), Waiter(click["click_id"])
+        verdicts.waiters.add(verdict)
+        alerts.waiters.add(found)
+        try:
+            await produce_clicks([click])
+            await _collect(found, until=verdict.arrived)
+        except TimeoutError:
+            return json_error(
+                self, 504, f"no verdict within {SIMULATE_TIMEOUT_S:g} s", reason="timeout"
+            )
+        finally:
+            verdicts.waiters.discard(verdict)
+            alerts.waiters.discard(found)
+        return self.json(
+            {"click": click, "verdict": verdict.found[0], "alerts": _unique(found.found)}
+        )
+
+
+@app.page("/simulate/transaction")
+class SimulateTransaction(View):
+    """Send one ATM transaction and answer the alerts it raised once its account
+    shows it (the ATM rule writes no per-transaction verdict)."""
+
+    async def post(self, request: Request) -> Response:
+        try:
+            body = await _json_object(request)
+            body.setdefault("transaction_id", str(uuid.uuid4()))
+            body.setdefault("timestamp", now_ms())
+            body.setdefault("atm", "simulator")
+            txn = txn_from_dict(body)
+        except BadInput as exc:
+            return json_error(self, 400, exc.message, reason=exc.reason)
+        await alert_tail.ready()
+        found = Waiter(txn.transaction_id)
+        alerts.waiters.add(found)
+        try:
+            key = txn.account_id.encode("utf-8")
+            await txns_topic.send(
+                key=key,
+                value=orjson.dumps(body),
+                partition=partition_for(key, settings.partitions),
+            )
+            processed = asyncio.Event()
+            watcher = asyncio.ensure_future(_watch_account(txn.account_id, body, processed))
+            try:
+                await _collect(found, until=processed)
+            finally:
+                watcher.cancel()
+        except TimeoutError:
+            return json_error(
+                self,
+                504,
+                f"the transaction was not processed within {SIMULATE_TIMEOUT_S:g} s",
+                reason="timeout",
+            )
+        finally:
+            alerts.waiters.discard(found)
+        return self.json({"transaction": body, "processed": True, "alerts": _unique(found.found)})
+
+
+async def _watch_account(account_id: str, txn: dict[str, Any], processed: asyncio.Event) -> None:
+    """Poll the account's view (from whichever worker owns it) until it lists ``txn``."""
+    url = f"{str(app.conf.canonical_url).rstrip('/')}/accounts/{quote(account_id, safe='')}"
+    headers = {"Authorization": f"Bearer {settings.api_token}"}
+    while True:
+        with contextlib.suppress(Exception):
+            async with app.http_client.get(url, headers=headers) as response:
+                if response.status == 200:
+                    view = await response.json()
+                    ids = {t["transaction_id"] for t in view.get("transactions", ())}
+                    if txn["transaction_id"] in ids:
+                        processed.set()
+                        return
+        await asyncio.sleep(0.2)
