@@ -354,29 +354,59 @@ class CampaignPartition:
     changelog per click; changed buckets are written at most once per
     ``CHECKPOINT_S`` instead. A worker that dies loses at most that last second of
     counts (the check then under-counts, which can delay a finding, never invent one).
+    Which sources were already alerted per bucket is written with them, so a
+    partition that moves to another worker does not alert them again.
     """
 
     def __init__(self, partition: int) -> None:
+        self.partition = partition
         self.campaigns: dict[str, CampaignHitters] = {}
         self.alerted: set[tuple[str, str, str, int]] = set()
         self.dirty: set[tuple[str, int]] = set()
         self.checkpointed = time.monotonic()
+        self.flush_due = False
         for key, value in scan_partition(campaign_table, partition):
-            campaign, bucket = key.decode("utf-8").rsplit(SEP, 1)
-            self.hitters(campaign).load_bucket(int(bucket), value)
+            campaign, bucket, *marks = key.decode("utf-8").split(SEP)
+            if marks:
+                self.alerted.update(
+                    (campaign, kind, source, int(bucket)) for kind, source in orjson.loads(value)
+                )
+            else:
+                self.hitters(campaign).load_bucket(int(bucket), value)
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, force: bool = False) -> None:
         """Write changed buckets; only from an event of this partition (faust writes
-        a table's changelog to the current event's partition)."""
+        a table's changelog to the current event's partition). When it is not yet
+        time, a flush record is sent to the partition for then, so that the last
+        changes are written even if no other click comes."""
         now = time.monotonic()
-        if now - self.checkpointed < CHECKPOINT_S:
+        if not self.dirty:
+            return
+        if not force and now - self.checkpointed < CHECKPOINT_S:
+            if not self.flush_due:
+                self.flush_due = True
+                asyncio.get_running_loop().call_later(CHECKPOINT_S, self._request_flush)
             return
         self.checkpointed = now
         for campaign, bucket in self.dirty:
             hitters = self.campaigns.get(campaign)
             if hitters is not None and bucket in hitters.bucket_keys():
                 campaign_table[f"{campaign}{SEP}{bucket}".encode()] = hitters.dump_bucket(bucket)
+                marks = sorted(
+                    [kind, source]
+                    for c, kind, source, b in self.alerted
+                    if c == campaign and b == bucket
+                )
+                if marks:
+                    campaign_table[_marks_key(campaign, bucket)] = orjson.dumps(marks)
         self.dirty.clear()
+
+    def _request_flush(self) -> None:
+        self.flush_due = False
+        if self.dirty and campaign_partitions.get(self.partition) is self:
+            asyncio.ensure_future(
+                stage_topics["campaign"].send(key=FLUSH, value=FLUSH, partition=self.partition)
+            )
 
     def hitters(self, campaign: str) -> CampaignHitters:
         hitters = self.campaigns.get(campaign)
@@ -388,8 +418,19 @@ class CampaignPartition:
 campaign_partitions = PerPartition(CampaignPartition)
 
 
+def _marks_key(campaign: str, bucket: int) -> bytes:
+    return f"{campaign}{SEP}{bucket}{SEP}alerted".encode()
+
+
+#: Key and value of the record that asks a campaign partition to write its sketches.
+FLUSH = b"\x00flush"
+
+
 async def on_campaign(event: EventT) -> None:
     message = event.message
+    if message.value == FLUSH:
+        campaign_partitions[message.partition].checkpoint(force=True)
+        return
     await campaign_stage(
         message.partition, message.key.decode("utf-8"), Checked.decode(message.value)
     )
@@ -444,6 +485,7 @@ def _expire_campaign(
     left = hitters.expire(horizon)
     for bucket in before - set(hitters.bucket_keys()):
         campaign_table.pop(f"{campaign}{SEP}{bucket}".encode(), None)
+        campaign_table.pop(_marks_key(campaign, bucket), None)
         state.dirty.discard((campaign, bucket))
     state.alerted = {mark for mark in state.alerted if mark[3] >= horizon}
     if not left:

@@ -85,6 +85,10 @@ class TopicTail(Service):
         tps = sorted(consumer.assignment())
         if not tps:
             raise RuntimeError(f"topic {self.topic} has no partitions yet")
+        # Then pin them: a subscription re-assigns on every metadata change and
+        # resets positions to the end, skipping what came in between.
+        consumer.unsubscribe()
+        consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps) if self.replay else ends
         for tp in tps:
