@@ -16,9 +16,13 @@ from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+# The ``*_created`` timestamp series double every counter's output for a value
+# Prometheus does not need (it detects resets itself).
+disable_created_metrics()
 
 #: One registry per process (not the library's global one), so that only what
 #: fraudapp defines is exposed and tests can build their own.
