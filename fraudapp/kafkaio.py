@@ -87,9 +87,11 @@ async def consume_json(
     idle_s: float = 3.0,
     until: int | None = None,
     timeout_s: float = 300.0,
+    isolation_level: str = "read_uncommitted",
 ) -> dict[str, list[dict[str, Any]]]:
     """Read topics from the start until ``until`` records arrived (or ``idle_s`` of silence
-    after the first), decoded as JSON, per topic."""
+    after the first), decoded as JSON, per topic. ``read_committed`` skips records of
+    aborted transactions (what a consumer of an exactly-once worker uses)."""
     names = list(topics)
     consumer = AIOKafkaConsumer(
         *names,
@@ -97,6 +99,7 @@ async def consume_json(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}

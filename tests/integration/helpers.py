@@ -79,7 +79,12 @@ class AppSpace:
         return asyncio.run(kafkaio.produce_json(self.bootstrap, self.topics[topic], records))
 
     def consume(
-        self, *names: str, until: int | None = None, idle_s: float = 4.0, timeout_s: float = 240.0
+        self,
+        *names: str,
+        until: int | None = None,
+        idle_s: float = 4.0,
+        timeout_s: float = 240.0,
+        isolation_level: str = "read_uncommitted",
     ) -> dict[str, list[dict[str, Any]]]:
         out = asyncio.run(
             kafkaio.consume_json(
@@ -88,6 +93,7 @@ class AppSpace:
                 until=until,
                 idle_s=idle_s,
                 timeout_s=timeout_s,
+                isolation_level=isolation_level,
             )
         )
         return {n: out[self.topics[n]] for n in names}
