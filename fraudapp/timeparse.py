@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 #: Plausible range for an event: refuse 1970-ish values (epoch seconds sent as ms)
 #: and far-future typos instead of opening windows nobody will ever close.
 MIN_EVENT_MS = 631_152_000_000  # 1990-01-01T00:00:00Z
 MAX_EVENT_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+#: How far ahead of the wall clock an event time may be (producers' clock skew).
+FUTURE_TOLERANCE_MS = 3_600_000
 
 _KSQL_FORM = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?)\s*"
@@ -87,6 +90,13 @@ def parse_event_time(value: object) -> int:
         raise TimestampError(
             f"timestamp {value!r} is {format_ms(millis)}, outside 1990..2100"
             " (epoch seconds where milliseconds were meant?)"
+        )
+    if millis > time.time_ns() // 1_000_000 + FUTURE_TOLERANCE_MS:
+        # One event dated years ahead would carry its partition's watermark with it
+        # and make every honest event after it "late": refuse it instead.
+        raise TimestampError(
+            f"timestamp {value!r} is {format_ms(millis)}, more than"
+            f" {FUTURE_TOLERANCE_MS // 60_000} min ahead of this worker's clock"
         )
     return millis
 

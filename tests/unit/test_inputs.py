@@ -109,3 +109,13 @@ def test_dead_letter_keeps_original_bytes() -> None:
         raw=b"\xff\x00", topic="clicks", partition=0, offset=0, reason="not_json", message="m"
     )
     assert binary["value_base64"] == "/wA="
+
+
+def test_timestamps_far_ahead_of_the_clock_are_refused() -> None:
+    """One event dated next year would drag its partition's watermark along."""
+    import time
+
+    now = time.time_ns() // 1_000_000
+    assert parse_event_time(now + 59 * 60_000) == now + 59 * 60_000
+    with pytest.raises(TimestampError, match="ahead of this worker's clock"):
+        parse_event_time(now + 61 * 60_000)
