@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import atexit
 import base64
+import contextlib
 import fcntl
 import os
 import shutil
@@ -160,6 +161,7 @@ class EmbeddedBroker(abc.ABC):
         self.log_path = self.data_dir / "broker.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_after_s: float | None = None
+        self._atexit_registered = False
 
     @property
     def bootstrap(self) -> str:
@@ -173,14 +175,27 @@ class EmbeddedBroker(abc.ABC):
     def _command(self) -> list[str]:
         """Prepare the data directory and return the command that runs the broker."""
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def start(self, timeout: float = 90.0) -> EmbeddedBroker:
+        """Start the broker and wait until it answers a metadata round trip.
+
+        Also brings back a broker stopped with ``keep_data=True`` or by :meth:`kill`:
+        same port, same data directory, so its topics, committed offsets and
+        changelogs are still there (see :meth:`restart`)."""
         if threading.current_thread() is not threading.main_thread():
             # PDEATHSIG fires when the *thread* that forked exits, not the process.
             raise BrokerError("start brokers from the main thread")
+        if self.running:
+            raise BrokerError(f"{self.label} is already running (pid={self.pid})")
         started = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = procs.spawn(self._command(), log_path=self.log_path, cwd=self.data_dir)
-        atexit.register(self.stop)
+        if not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -194,11 +209,34 @@ class EmbeddedBroker(abc.ABC):
         self.stop()
         raise BrokerError(f"{self.label} not ready after {timeout} s:\n{procs.tail(self.log_path)}")
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 15.0, keep_data: bool = False) -> None:
+        """SIGTERM (then SIGKILL). A data directory the broker made itself is removed
+        unless ``keep_data``: then :meth:`start` brings the same broker back."""
         if self.proc is not None:
             procs.stop(self.proc, timeout)
-        if self._own_dir:
+        if self._own_dir and not keep_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def kill(self, signum: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
+        """An outage: send ``signum`` (SIGKILL by default: no clean shutdown, no flush)
+        to the broker's process and wait until it is gone. The data directory stays,
+        so :meth:`start` brings back the same broker, as after a real crash. Returns
+        the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signum)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def restart(self, timeout: float = 90.0) -> EmbeddedBroker:
+        """Stop (cleanly, keeping the data) and start again on the same port and data
+        directory: what an operator's broker restart does to its clients."""
+        self.stop(keep_data=True)
+        return self.start(timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
@@ -210,17 +248,29 @@ class EmbeddedBroker(abc.ABC):
 
 
 class KafkaBroker(EmbeddedBroker):
-    """Apache Kafka, one KRaft node, tuned to start in a couple of seconds."""
+    """Apache Kafka, one KRaft node, tuned to start in a couple of seconds.
+
+    Restartable: the storage is formatted only when the log directory has no
+    ``meta.properties`` yet (a restart keeps the cluster id, topics, committed offsets
+    and changelogs), and the controller's port is chosen once per object, so the
+    KRaft quorum of a restarted node is the one its metadata log was written with.
+    """
 
     kind = "kafka"
     label = f"Apache Kafka {KAFKA_VERSION} (KRaft, one node)"
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+        super().__init__(port, data_dir)
+        self.controller_port: int | None = None
 
     def _command(self) -> list[str]:
         libs = prepare_kafka()
         java = shutil.which("java")
         if java is None:
             raise BrokerError("java is not on PATH")
-        controller = free_port()
+        if self.controller_port is None:
+            self.controller_port = free_port()
+        controller = self.controller_port
         logs = self.data_dir / "kraft-logs"
         properties = self.data_dir / "server.properties"
         properties.write_text(

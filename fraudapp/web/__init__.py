@@ -52,8 +52,14 @@ async def routed(
     key: str,
     answer: Callable[[int], Awaitable[Response]],
 ) -> Response:
-    """Answer for ``key`` here if this worker owns it, else forward to the owner."""
+    """Answer for ``key`` here if this worker owns it, else forward to the owner.
+
+    A worker that is not ready (see :func:`is_ready`: e.g. it cannot reach the broker)
+    answers 503 with the reason instead of a snapshot it cannot vouch for."""
     partition, owner = owner_of(table, key)
+    ready, info = is_ready()
+    if not ready:
+        return json_error(view, 503, info["reason"], partition=partition)
     if owner is None:
         return json_error(
             view,
@@ -81,17 +87,46 @@ async def routed(
         return json_error(view, 503, f"owner {owner} did not answer: {exc}", partition=partition)
 
 
+def broker_connected() -> bool:
+    """Whether the consumer is in touch with the broker: its group coordinator is known.
+
+    aiokafka marks the coordinator dead as soon as a heartbeat (every
+    ``BROKER_HEARTBEAT_INTERVAL``) cannot be sent or the session timeout passes without
+    an answer, and finds it again only through a broker that answers, so this covers a
+    broker that is down and one that hangs. Cheap: it reads the client's own state, no
+    request. Only the consumer is asked: it heartbeats all the time, while an idle
+    producer notices nothing until it sends. True when that state cannot be read
+    (consumer not started yet: the other checks of :func:`is_ready` cover that)."""
+    thread = getattr(app.consumer, "_thread", None) if app.consumer else None
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "coordinator_id"):
+        return True
+    return coordinator.coordinator_id is not None
+
+
 def is_ready() -> tuple[bool, dict[str, Any]]:
-    """Ready = partitions assigned, table recovery done, not rebalancing."""
+    """Ready = partitions assigned, table recovery done, not rebalancing, and the
+    consumer in touch with the broker. ``info["reason"]`` says why not, when not."""
     assignment = app.consumer.assignment() if app.consumer else set()
     recovery_done = app.tables.recovery.completed.is_set()
-    info = {
+    connected = broker_connected()
+    info: dict[str, Any] = {
         "rebalancing": bool(app.rebalancing),
         "recovery_completed": recovery_done,
         "assigned_partitions": len(assignment),
+        "broker_connected": connected,
         "url": str(app.conf.canonical_url),
     }
-    return (recovery_done and not app.rebalancing and bool(assignment)), info
+    if not assignment:
+        info["reason"] = "no partitions assigned yet (starting or rebalancing)"
+    elif not connected:
+        info["reason"] = "the broker cannot be reached (the consumer lost its group coordinator)"
+    elif app.rebalancing:
+        info["reason"] = "rebalancing"
+    elif not recovery_done:
+        info["reason"] = "recovering tables from their changelogs"
+    return "reason" not in info, info
 
 
 @app.page("/health")
@@ -100,9 +135,13 @@ class Health(View):
 
     async def get(self, request: Request) -> Response:
         ready, info = is_ready()
-        return self.json(
-            {"status": "ready" if ready else "starting", **info}, status=200 if ready else 503
-        )
+        if ready:
+            status = "ready"
+        elif info["assigned_partitions"] and not info["broker_connected"]:
+            status = "broker_unreachable"
+        else:
+            status = "starting"
+        return self.json({"status": status, **info}, status=200 if ready else 503)
 
 
 def page(view: View, request: Request, filename: str) -> Response:
