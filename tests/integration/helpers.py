@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import socket
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudapp import kafkaio
+from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
 
 _counter = itertools.count(1)
@@ -107,3 +109,26 @@ def running(worker: WorkerProcess, timeout: float = 120.0) -> Iterator[WorkerPro
         yield worker
     finally:
         worker.stop()
+
+
+def as_oracle_row(txn: dict[str, Any]) -> dict[str, Any]:
+    """A generated ATM transaction as fraudapp.atm.oracle.expected_pairs takes it."""
+    return {
+        "account_id": txn["account_id"],
+        "transaction_id": txn["transaction_id"],
+        "lat": float(txn["location"]["lat"]),
+        "lon": float(txn["location"]["lon"]),
+        "timestamp": parse_event_time(txn["timestamp"]),
+    }
+
+
+def metric(worker: WorkerProcess, name: str) -> float | None:
+    """The sum of one of the worker's /metrics series, None if it cannot say."""
+    try:
+        status, text = worker.get("/metrics", timeout=5)
+    except OSError:
+        return None
+    if status != 200 or not isinstance(text, str):
+        return None
+    found = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    return sum(float(v) for v in found) if found else None

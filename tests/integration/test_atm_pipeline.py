@@ -17,21 +17,11 @@ from fraudapp.atm.oracle import expected_pairs
 from fraudapp.reference import load_accounts
 from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, free_port, running
+from tests.integration.helpers import AppSpace, as_oracle_row, free_port, running
 from tests.integration.webhook import FlakyWebhook
 from tests.unit.test_atm import BLOG, BLOG_ROWTIMES
 
 T0 = 1_767_225_600_000
-
-
-def as_oracle_row(txn: dict) -> dict:
-    return {
-        "account_id": txn["account_id"],
-        "transaction_id": txn["transaction_id"],
-        "lat": float(txn["location"]["lat"]),
-        "lon": float(txn["location"]["lon"]),
-        "timestamp": parse_event_time(txn["timestamp"]),
-    }
 
 
 def wait_for(check, timeout: float = 30.0):

@@ -11,7 +11,6 @@ duplicates the restart produced.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections import Counter
@@ -25,42 +24,13 @@ from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
 
 pytestmark = pytest.mark.integration
 
 CLICKS = 50_000
 TXNS = 10_000
-
-
-def as_oracle_row(txn: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "account_id": txn["account_id"],
-        "transaction_id": txn["transaction_id"],
-        "lat": float(txn["location"]["lat"]),
-        "lon": float(txn["location"]["lon"]),
-        "timestamp": parse_event_time(txn["timestamp"]),
-    }
-
-
-def verdicts_written(worker: WorkerProcess) -> float:
-    try:
-        status, text = worker.get("/metrics", timeout=5)
-    except OSError:
-        return 0.0
-    if status != 200:
-        return 0.0
-    return sum(
-        float(v) for v in re.findall(r"^fraudapp_verdicts_total\{[^}]*\} (\S+)$", text, re.M)
-    )
-
-
-def lag(worker: WorkerProcess) -> float | None:
-    status, text = worker.get("/metrics", timeout=5)
-    found = re.findall(r"^fraudapp_consumer_lag\{[^}]*\} (\S+)$", text, re.M)
-    return sum(float(v) for v in found) if status == 200 and found else None
 
 
 def wait_until_idle(worker: WorkerProcess, timeout: float = 600.0) -> None:
@@ -69,7 +39,10 @@ def wait_until_idle(worker: WorkerProcess, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     last, quiet_since = None, time.monotonic()
     while time.monotonic() < deadline:
-        now = (verdicts_written(worker), lag(worker))
+        now = (
+            metric(worker, "fraudapp_verdicts_total") or 0.0,
+            metric(worker, "fraudapp_consumer_lag"),
+        )
         if now != last or now[1] is None:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since > 8:
@@ -89,7 +62,9 @@ def run_with_a_kill(
         space.produce([(t["account_id"], t) for t in txns], topic="atm")
         space.produce([(c["session_id"], c) for c in arrived])
         deadline = time.monotonic() + 300
-        while verdicts_written(victim) < kill_after and time.monotonic() < deadline:
+        while (
+            metric(victim, "fraudapp_verdicts_total") or 0.0
+        ) < kill_after and time.monotonic() < deadline:
             time.sleep(0.2)
         assert victim.proc is not None
         os.kill(victim.proc.pid, signal.SIGKILL)  # mid-stream, no goodbye

@@ -15,7 +15,6 @@ committed offsets and changelogs survive, as in a real outage.
 from __future__ import annotations
 
 import random
-import re
 import shutil
 import signal
 import socket
@@ -33,9 +32,8 @@ from fraudapp.atm.oracle import expected_pairs
 from fraudapp.brokers import KafkaBroker, free_port
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
 
 pytestmark = pytest.mark.integration
 
@@ -75,28 +73,6 @@ def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
     finally:
         broker.stop()
         shutil.rmtree(broker.data_dir, ignore_errors=True)
-
-
-def as_oracle_row(txn: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "account_id": txn["account_id"],
-        "transaction_id": txn["transaction_id"],
-        "lat": float(txn["location"]["lat"]),
-        "lon": float(txn["location"]["lon"]),
-        "timestamp": parse_event_time(txn["timestamp"]),
-    }
-
-
-def metric(worker: WorkerProcess, name: str) -> float | None:
-    """The sum of one of the worker's /metrics series, None if it cannot say."""
-    try:
-        status, text = worker.get("/metrics", timeout=5)
-    except OSError:
-        return None
-    if status != 200 or not isinstance(text, str):
-        return None
-    found = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
-    return sum(float(v) for v in found) if found else None
 
 
 def wait_until_idle(worker: WorkerProcess, timeout: float = 120.0) -> None:

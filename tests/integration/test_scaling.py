@@ -11,7 +11,6 @@ of the whole stream are still the oracle's, with none twice.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections import Counter
@@ -26,9 +25,8 @@ from fraudapp.atm.oracle import expected_pairs
 from fraudapp.clicks.generate import FARM_CAMPAIGN, arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
 from fraudapp.reference import tables_dir
-from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
 
 pytestmark = pytest.mark.integration
 
@@ -43,18 +41,9 @@ def wait_for(check, timeout: float = 60.0, interval: float = 0.3):
     return result
 
 
-def lag(worker: WorkerProcess) -> int | None:
-    """The worker's consumer lag summed over its partitions (its /metrics)."""
-    status, text = worker.get("/metrics")
-    if status != 200:
-        return None
-    found = re.findall(r"^fraudapp_consumer_lag\{[^}]*\} (\S+)$", text, re.M)
-    return int(sum(float(v) for v in found)) if found else None
-
-
 def settled(workers: list[WorkerProcess]) -> bool:
     """Nothing left to read on any worker's partitions."""
-    return all(lag(w) == 0 for w in workers)
+    return all(metric(w, "fraudapp_consumer_lag") == 0 for w in workers)
 
 
 def judged(space: AppSpace, click_ids: set[str], timeout: float = 300.0) -> list[dict]:
@@ -68,16 +57,6 @@ def judged(space: AppSpace, click_ids: set[str], timeout: float = 300.0) -> list
             return verdicts
         assert time.monotonic() < deadline, f"{len(missing)} clicks never got a verdict"
         time.sleep(1.0)
-
-
-def as_oracle_row(txn: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "account_id": txn["account_id"],
-        "transaction_id": txn["transaction_id"],
-        "lat": float(txn["location"]["lat"]),
-        "lon": float(txn["location"]["lon"]),
-        "timestamp": parse_event_time(txn["timestamp"]),
-    }
 
 
 def views(worker: WorkerProcess, paths: list[str]) -> dict[str, tuple[int, Any]]:
