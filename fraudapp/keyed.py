@@ -43,6 +43,10 @@ class KeyedRule(Protocol[E, R]):
 
     def latest_time(self, state: State) -> int: ...
 
+    def seen(self, state: State, event: E) -> bool:
+        """Whether the state holds this event already (by its id)."""
+        ...
+
 
 def encode_state(state: State) -> bytes:
     return orjson.dumps(state)
@@ -90,6 +94,14 @@ class KeyedPartition(Generic[E, R]):
         rule, clock = self.rule, self.clock
         timestamp = rule.event_time(event)
         if self.is_too_late(timestamp):
+            # A record read again after a crash finds the watermark where the stream
+            # had got to, not where it was when the record was first taken: while its
+            # key's state still holds it, it is a repeat (apply changes nothing then),
+            # so it can re-send what it found instead of being refused as late.
+            state = decode_state(self.store.get(rule.key(event)))
+            if state is not None and rule.seen(state, event):
+                _, result = rule.apply(state, event)
+                return Outcome(late=False, result=result, watermark=clock.watermark)
             return Outcome(late=True, result=None, watermark=clock.watermark)
         clock.observe(timestamp)
         key = rule.key(event)

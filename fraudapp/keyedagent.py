@@ -23,6 +23,25 @@ from fraudapp.tablescan import scan_partition
 E = TypeVar("E")
 R = TypeVar("R")
 
+#: Header a re-keyed record carries: the origin of the record it was re-keyed from.
+ORIGIN_HEADER = "fraudapp-origin"
+
+
+def origin_of(event: EventT) -> str:
+    """Where this delivery was first read: ``partition:offset`` on the source topic.
+
+    Re-keyed records keep their source record's origin (a header), so a source record
+    re-read after a crash and re-keyed again is still known for the same delivery.
+    """
+    message = event.message
+    headers = message.headers
+    if headers:
+        items = headers.items() if isinstance(headers, dict) else headers
+        for name, value in items:
+            if name == ORIGIN_HEADER and value:
+                return bytes(value).decode("ascii", "replace")
+    return f"{message.partition}:{message.offset}"
+
 
 class KeyedRunner(Generic[E, R]):
     """This worker's partitions of one rule, rebuilt from the table after rebalances."""
@@ -62,7 +81,12 @@ class KeyedRunner(Generic[E, R]):
         if message.partition == home or message.topic == self.rekey_topic.get_topic_name():
             return False
         self.counts["rekeyed"] += 1
-        await self.rekey_topic.send(key=key, value=message.value, partition=home)
+        await self.rekey_topic.send(
+            key=key,
+            value=message.value,
+            partition=home,
+            headers={ORIGIN_HEADER: origin_of(event).encode("ascii")},
+        )
         return True
 
     async def process(self, event: EventT, item: E) -> R | None:

@@ -195,10 +195,11 @@ def location_of(click: Click) -> dict[str, Any] | None:
     return where.location()
 
 
-async def begin(click: Click, reasons: list[str], partition: int) -> None:
+async def begin(click: Click, reasons: list[str], partition: int, repeat: bool = False) -> None:
     """After the session stage (on ``partition``): screen the IP, place the click,
-    hand it on."""
-    checked = Checked(click, list(reasons), received=metrics.received_at.get())
+    hand it on. A ``repeat`` (the same record again) goes the same way; the stages
+    re-send their alerts for it (same ids) without counting it again."""
+    checked = Checked(click, list(reasons), received=metrics.received_at.get(), repeat=repeat)
     locate(checked)
     if config.blocklist_enabled and click.ip:
         match = blocklist().match(click.ip)
@@ -306,6 +307,10 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
                 ),
                 checked.received,
             )
+        if result.replay:
+            # Read again after a crash: the stages after this one counted it already
+            # (or lose it: under-counting is their one-sided error), never twice.
+            checked.repeat = True
         if result.stacked:
             checked.fired(STACKED)
         if result.over_limit:
@@ -441,17 +446,22 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
     campaign = click.campaign_id or ""
     state = campaign_partitions[partition]
     hitters = state.hitters(campaign)
-    sources = {"ip": click.ip, "device": click.device_id}
-    findings = hitters.add(click.timestamp, {k: v for k, v in sources.items() if v})
+    sources = {k: v for k, v in {"ip": click.ip, "device": click.device_id}.items() if v}
     bucket = hitters.bucket_of(click.timestamp)
-    state.dirty.add((campaign, bucket))
+    if checked.repeat:
+        # Counted when first read; its alerts may not have left, so they go again.
+        findings = hitters.judge(click.timestamp, sources)
+    else:
+        findings = hitters.add(click.timestamp, sources)
+        state.dirty.add((campaign, bucket))
     for finding in findings:
         checked.fired(HEAVY)
         # One alert per source per bucket: each of its clicks is marked in its verdict.
         mark = (campaign, finding.kind, finding.source, bucket)
-        if mark in state.alerted:
+        if mark in state.alerted and not checked.repeat:
             continue
         state.alerted.add(mark)
+        state.dirty.add((campaign, bucket))
         await send_alert(
             campaign,
             make_alert(
@@ -580,7 +590,8 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
             f"later than {config.lateness_ms} ms behind the area stage's watermark"
         )
     else:
-        counts = state.record(region, cell, t, fraud)
+        # A repeat was counted when first read (its alert, if any, goes again).
+        counts = state.counts(region) if checked.repeat else state.record(region, cell, t, fraud)
         clicks, frauds = counts.totals(cell, t)
         if location_rule.fires(clicks, frauds):
             checked.fired(LOCATION)
@@ -606,7 +617,7 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
                 },
             )
         contribution = orjson.dumps({"contribution": [cell, t, fraud]})
-        for other in grid.regions_reached(cell):
+        for other in [] if checked.repeat else grid.regions_reached(cell):
             if other == region:
                 continue
             raw = other.encode("utf-8")

@@ -33,6 +33,9 @@ class Checked:
     #: When the session stage took the click (epoch s): detection latency of alerts
     #: raised stages later runs from there, across the hops between workers.
     received: float | None = None
+    #: The click was read again from the same record (a replay after a crash): the
+    #: stages re-send what they found, but count it nowhere a second time.
+    repeat: bool = False
 
     def fired(self, rule: str) -> None:
         if rule not in self.reasons:
@@ -53,6 +56,7 @@ class Checked:
                 "location": None if self.lat is None else [self.lat, self.lon, self.located_by],
                 "skipped": self.skipped,
                 "received": self.received,
+                "repeat": self.repeat,
             }
         )
 
@@ -71,6 +75,7 @@ class Checked:
             located_by=location[2],
             skipped=data["skipped"],
             received=data.get("received"),
+            repeat=bool(data.get("repeat")),
         )
 
 
@@ -84,7 +89,7 @@ def risk_score(reasons: list[str], weights: dict[str, float]) -> float:
 
 
 def verdict(
-    checked: Checked, weights: dict[str, float], *, duplicate: bool = False
+    checked: Checked, weights: dict[str, float], *, duplicate: bool | None = None
 ) -> dict[str, Any]:
     """The click's record on ``click-verdicts``: every check that fired, as known
     when the click passed each stage (a later click can still condemn it; that
@@ -98,7 +103,7 @@ def verdict(
         "fraud": bool(checked.reasons),
         "reasons": checked.reasons,
         "risk_score": risk_score(checked.reasons, weights),
-        "duplicate": duplicate,
+        "duplicate": checked.repeat if duplicate is None else duplicate,
         "location": checked.location(),
         "skipped": checked.skipped,
     }

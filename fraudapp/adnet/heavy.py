@@ -246,7 +246,13 @@ class CampaignHitters:
                 if sketch is None:
                     sketch = bucket.sketches[kind] = frequent_strings_sketch(lg)
                 sketch.update(source)
+        return self.judge(t, sources)
 
+    def judge(self, t: int, sources: Mapping[str, str]) -> list[HeavyFinding]:
+        """The findings for a click's sources at t, without counting it (a click seen
+        before: a replay must not count twice)."""
+        if not self.accepts(t):
+            return []
         window = self._window(t)
         total = sum(b.total for b in window)
         if total < self.rule.min_clicks:

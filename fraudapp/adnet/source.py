@@ -4,7 +4,12 @@ A *source* is the click's ``device_id``, else its ``ip``. Both checks keep the
 source's recent clicks, sorted by ``(timestamp, click_id)``, in one small state so
 one table read and one write serve both::
 
-    {"c": [[ts, click_id, ad, stacked, over, tat], ...], "base": tat_or_null}
+    {"c": [[ts, click_id, ad, stacked, over, tat, origin], ...], "base": tat_or_null}
+
+``stacked`` and ``over`` are 0, or the origin of the click record that condemned the
+entry (1 when it had none); ``origin`` is the entry's own delivery. A click read again
+from the same origin (a replay after a crash) gets back the findings its record made,
+as :mod:`fraudapp.clicks.detect` does.
 
 **Stacked ads** (the seed's sorted-set range query, made exact): a click is stacked
 when some interval of ``window_ms`` (default 200 ms, often 0 in practice) holds it and
@@ -29,6 +34,7 @@ Nothing here imports faust, aiokafka or asyncio.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +45,7 @@ RATE_LIMIT = "rate_limit"
 
 SourceState = dict[str, Any]
 # Entry fields, by position (lists keep the JSON state small and fast to decode).
-TS, ID, AD, STACK, OVER, TAT = range(6)
+TS, ID, AD, STACK, OVER, TAT, ORIGIN = range(7)
 
 
 def source_of(click: Click) -> str | None:
@@ -105,6 +111,8 @@ class SourceStep:
     stacked: bool = False
     over_limit: bool = False
     duplicate: bool = False
+    #: The same record again (same origin): ``findings`` are the ones it made before.
+    replay: bool = False
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -145,20 +153,27 @@ class SourceRule:
     def apply(self, state: SourceState | None, click: Click) -> tuple[SourceState, SourceStep]:
         state = state if state is not None else {"c": [], "base": None}
         entries: list[list[Any]] = state["c"]
+        source = source_of(click) or ""
+        origin = click.origin
         for entry in entries:
             if entry[ID] == click.click_id:
+                replay = bool(origin) and len(entry) > ORIGIN and entry[ORIGIN] == origin
                 return state, SourceStep(
-                    stacked=bool(entry[STACK]), over_limit=bool(entry[OVER]), duplicate=True
+                    stacked=bool(entry[STACK]),
+                    over_limit=bool(entry[OVER]),
+                    duplicate=True,
+                    replay=replay,
+                    findings=self._made_by(state, origin, source) if replay else [],
                 )
-        source = source_of(click) or ""
-        new = [click.timestamp, click.click_id, click.ad_id or click.url, 0, 0, 0.0]
+        new = [click.timestamp, click.click_id, click.ad_id or click.url, 0, 0, 0.0, origin]
         insort(entries, new)
         index = _index_of(entries, new)
         result = SourceStep()
+        mark = origin or 1
         if self.stacked_enabled:
-            result.findings.extend(self._stack(entries, click.timestamp, source))
+            result.findings.extend(self._stack(entries, click.timestamp, source, mark))
         if self.rate_enabled:
-            result.findings.extend(self._rate(state, index, source))
+            result.findings.extend(self._rate(state, index, source, mark))
         result.stacked, result.over_limit = bool(new[STACK]), bool(new[OVER])
         return state, result
 
@@ -173,11 +188,13 @@ class SourceRule:
     def latest_time(self, state: SourceState) -> int:
         return state["c"][-1][TS]
 
-    def _stack(self, entries: list[list[Any]], t: int, source: str) -> list[StackFinding]:
-        """Check every window that starts at a click and holds ``t``: the only new ones."""
+    def seen(self, state: SourceState, click: Click) -> bool:
+        return any(entry[ID] == click.click_id for entry in state["c"])
+
+    def _windows(self, entries: list[list[Any]], t: int) -> Iterator[list[list[Any]]]:
+        """The stacking windows that start at a click and hold ``t``."""
         window = self.stacked_window_ms
         times = [e[TS] for e in entries]
-        findings: list[StackFinding] = []
         for start in range(bisect_left(times, t - window), bisect_right(times, t)):
             end = bisect_right(times, times[start] + window)
             members = entries[start:end]
@@ -185,14 +202,48 @@ class SourceRule:
                 continue
             if len({m[AD] for m in members}) < self.stacked_min_ads:
                 continue
+            yield members
+
+    def _stack(
+        self, entries: list[list[Any]], t: int, source: str, mark: str | int
+    ) -> list[StackFinding]:
+        """Check every window that starts at a click and holds ``t``: the only new ones."""
+        findings: list[StackFinding] = []
+        for members in self._windows(entries, t):
             shown = tuple((m[TS], m[ID], m[AD]) for m in members)
             for member in members:
                 if not member[STACK]:
-                    member[STACK] = 1
-                    findings.append(StackFinding(member[ID], source, member[TS], shown, window))
+                    member[STACK] = mark
+                    findings.append(
+                        StackFinding(member[ID], source, member[TS], shown, self.stacked_window_ms)
+                    )
         return findings
 
-    def _rate(self, state: SourceState, index: int, source: str) -> list[RateFinding]:
+    def _made_by(self, state: SourceState, origin: str, source: str) -> list[Finding]:
+        """The findings the record from ``origin`` made, as the state shows them now."""
+        entries: list[list[Any]] = state["c"]
+        findings: list[Finding] = []
+        for index, entry in enumerate(entries):
+            if entry[STACK] == origin:
+                members = next(self._windows(entries, entry[TS]), None)
+                if members is not None:  # always, unless the rule's settings changed
+                    shown = tuple((m[TS], m[ID], m[AD]) for m in members)
+                    findings.append(
+                        StackFinding(entry[ID], source, entry[TS], shown, self.stacked_window_ms)
+                    )
+            if entry[OVER] == origin:
+                tat = entries[index - 1][TAT] if index else state["base"]
+                tat = entry[TS] if tat is None else tat
+                findings.append(
+                    RateFinding(
+                        entry[ID], source, entry[TS], self.per_minute, self.burst, float(tat)
+                    )
+                )
+        return findings
+
+    def _rate(
+        self, state: SourceState, index: int, source: str, mark: str | int
+    ) -> list[RateFinding]:
         """Re-run the GCRA from the new click's place; stop once TATs agree again."""
         entries = state["c"]
         interval, burst = self.interval_ms, self.burst
@@ -204,7 +255,7 @@ class SourceRule:
             t = entry[TS]
             over = tat is not None and tat - t > tolerance
             if over and not entry[OVER]:
-                entry[OVER] = 1
+                entry[OVER] = mark
                 findings.append(
                     RateFinding(entry[ID], source, t, self.per_minute, burst, float(tat))
                 )

@@ -18,7 +18,7 @@ from fraudapp.atm.customers import enrichment
 from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
-from fraudapp.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
 from fraudapp.outputs import guarded, send_alert, send_dead_letter
 
 rule = TravelRule(window_ms=settings.atm.window_ms, lateness_ms=settings.atm.lateness_ms)
@@ -59,7 +59,7 @@ async def handle(event: EventT) -> None:
     try:
         # faust gives the record's timestamp in float seconds; back to exact ms.
         record_ms = round(message.timestamp * 1000) if message.timestamp else None
-        txn = decode_txn(message.value, settings.max_record_bytes, record_ms)
+        txn = decode_txn(message.value, settings.max_record_bytes, record_ms, origin_of(event))
     except BadInput as error:
         await send_dead_letter(event, error)
         return

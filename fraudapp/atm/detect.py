@@ -9,7 +9,12 @@ and speed are computed with the seed query's own arithmetic.
 
 State per account, a small JSON value kept by the caller::
 
-    {"txns": [[timestamp_ms, transaction_id, lat, lon, amount, atm], ...]}  # by (ts, id)
+    {"txns": [[timestamp_ms, transaction_id, lat, lon, amount, atm, origin], ...]}  # by (ts, id)
+
+``origin`` is where that delivery of the transaction was read. A transaction read again
+from the same origin (a replay after a crash, whose alerts may never have left) gets
+every pair it is part of again, under the same alert ids; one sent twice by a producer
+(another origin) is recognised and counted once.
 
 Nothing here imports faust, aiokafka or asyncio.
 """
@@ -69,6 +74,8 @@ class AtmStep:
     """What one transaction did: the pairs it completed, or that it was a repeat."""
 
     duplicate: bool = False
+    #: The same record again (same origin): ``pairs`` are all the pairs it is part of.
+    replay: bool = False
     pairs: list[TravelPair] = field(default_factory=list)
 
 
@@ -102,14 +109,25 @@ class TravelRule:
     def latest_time(self, state: AccountState) -> int:
         return int(state["txns"][-1][0])
 
+    def seen(self, state: AccountState, txn: Txn) -> bool:
+        return any(entry[1] == txn.transaction_id for entry in state["txns"])
+
 
 def step(state: AccountState | None, txn: Txn, rule: TravelRule) -> tuple[AccountState, AtmStep]:
     """Apply one transaction to its account's state (mutated and returned)."""
     state = state if state is not None else {"txns": []}
     txns: list[list[Any]] = state["txns"]
-    if any(entry[1] == txn.transaction_id for entry in txns):
-        return state, AtmStep(duplicate=True)
-    new = [txn.timestamp, txn.transaction_id, txn.lat, txn.lon, txn.amount, txn.atm]
+    for entry in txns:
+        if entry[1] == txn.transaction_id:
+            if txn.origin and len(entry) > 6 and entry[6] == txn.origin:
+                pairs = [
+                    pair
+                    for pair in pairs_in(txn.account_id, state, rule)
+                    if txn.transaction_id in (pair.t1[1], pair.t2[1])
+                ]
+                return state, AtmStep(duplicate=True, replay=True, pairs=pairs)
+            return state, AtmStep(duplicate=True)
+    new = [txn.timestamp, txn.transaction_id, txn.lat, txn.lon, txn.amount, txn.atm, txn.origin]
     times = [entry[0] for entry in txns]
     lo = bisect_left(times, txn.timestamp - rule.window_ms)
     hi = bisect_right(times, txn.timestamp + rule.window_ms)

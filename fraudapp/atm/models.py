@@ -26,6 +26,9 @@ class Txn:
     lat: float
     lon: float
     timestamp: int
+    #: Where this delivery was read ("partition:offset"), as for clicks
+    #: (:attr:`fraudapp.clicks.models.Click.origin`).
+    origin: str = ""
 
 
 def _coordinate(location: dict[str, Any], name: str, limit: float) -> float:
@@ -58,7 +61,9 @@ def _amount(obj: dict[str, Any]) -> float | int:
     return int(number) if float(number).is_integer() else number
 
 
-def txn_from_dict(obj: dict[str, Any], record_timestamp: int | None = None) -> Txn:
+def txn_from_dict(
+    obj: dict[str, Any], record_timestamp: int | None = None, origin: str = ""
+) -> Txn:
     """Validate a decoded transaction; raises :class:`BadInput` naming the field."""
     account_id = require_str(obj, "account_id", max_len=256)
     transaction_id = require_str(obj, "transaction_id", max_len=256)
@@ -78,9 +83,14 @@ def txn_from_dict(obj: dict[str, Any], record_timestamp: int | None = None) -> T
         timestamp = parse_event_time(record_timestamp if raw_time is None else raw_time)
     except TimestampError as exc:
         raise BadInput("bad_timestamp", str(exc)) from None
-    return Txn(account_id, transaction_id, atm, amount, lat, lon, timestamp)
+    return Txn(account_id, transaction_id, atm, amount, lat, lon, timestamp, origin)
 
 
-def decode_txn(raw: bytes | str | None, max_bytes: int, record_timestamp: int | None = None) -> Txn:
+def decode_txn(
+    raw: bytes | str | None,
+    max_bytes: int,
+    record_timestamp: int | None = None,
+    origin: str = "",
+) -> Txn:
     """Bytes off the wire to a :class:`Txn`, or :class:`BadInput` with the reason."""
-    return txn_from_dict(decode_object(raw, max_bytes), record_timestamp)
+    return txn_from_dict(decode_object(raw, max_bytes), record_timestamp, origin)

@@ -12,7 +12,7 @@ from fraudapp.atm.agents import accounts_state, rule
 from fraudapp.atm.customers import customer
 from fraudapp.atm.detect import RULE_NAME, pairs_in
 from fraudapp.keyed import decode_state
-from fraudapp.web import routed
+from fraudapp.web import json_error, routed
 
 TXN_FIELDS = ("timestamp", "transaction_id", "lat", "lon", "amount", "atm")
 
@@ -30,7 +30,8 @@ def describe_account(account_id: str, state: dict[str, Any] | None) -> dict[str,
     ]
     return {
         "account_id": account_id,
-        "transactions": [dict(zip(TXN_FIELDS, entry, strict=True)) for entry in txns],
+        # Entries may end with the delivery's origin, an internal detail: not shown.
+        "transactions": [dict(zip(TXN_FIELDS, entry[:6], strict=True)) for entry in txns],
         "alerts": alerts,
         "customer": customer(account_id),
     }
@@ -45,13 +46,12 @@ class AccountState(View):
             state = decode_state(accounts_state.get(account_id.encode("utf-8")))
             view = describe_account(account_id, state)
             if state is None and view["customer"] is None:
-                return self.json(
-                    {
-                        "error": f"unknown account {account_id!r}: no customer record and no"
-                        f" transactions within the last {rule.retention_ms} ms of event time",
-                        "partition": partition,
-                    },
-                    status=404,
+                return json_error(
+                    self,
+                    404,
+                    f"unknown account {account_id!r}: no customer record and no"
+                    f" transactions within the last {rule.retention_ms} ms of event time",
+                    partition=partition,
                 )
             return self.json(
                 {**view, "partition": partition, "served_by": str(app.conf.canonical_url)}

@@ -21,7 +21,7 @@ from fraudapp.app import app, settings
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
-from fraudapp.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
 from fraudapp.outputs import guarded, send_alert, send_dead_letter
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ runner: KeyedRunner[Click, BurstStep] = KeyedRunner(
 async def handle(event: EventT) -> None:
     """One record: dead letter, detour to its session's partition, or verdict + alerts."""
     try:
-        click = decode_click(event.message.value, settings.max_record_bytes)
+        click = decode_click(event.message.value, settings.max_record_bytes, origin_of(event))
     except BadInput as error:
         await send_dead_letter(event, error)
         return
@@ -74,11 +74,14 @@ async def handle(event: EventT) -> None:
         here = location_of(click) if finding.click_id == click.click_id else None
         await send_alert(key, finding_alert(finding, here))
     reasons = [RULE_NAME] if result.fraud else []
-    if result.duplicate:
-        # Counted once already, by every stage: only its verdict is repeated.
+    if result.duplicate and not result.replay:
+        # The click again from a producer: counted once already, by every stage, so
+        # only its verdict is repeated.
         await send_duplicate_verdict(click, reasons)
     else:
-        await begin(click, reasons, event.message.partition)
+        # A replay may never have reached the other stages: it goes through them
+        # again, as a repeat, which each stage recognises.
+        await begin(click, reasons, event.message.partition, repeat=result.replay)
 
 
 def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None) -> dict[str, Any]:

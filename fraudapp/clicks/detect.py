@@ -5,12 +5,22 @@ with event timestamps in ``[t - window, t]`` (inclusive), ``t`` being the click'
 timestamp. The window is exact (sliding, in event time), so the verdict does not
 depend on arrival order: a late click that completes a burst makes the later clicks
 of that burst fraud, and they are reported at that moment. Each click is reported at
-most once; a redelivered click id is recognised and not counted twice.
+most once; a click id sent again by a producer is recognised and not counted twice.
+
+The same record read again after a crash is another matter (at-least-once): its
+state change may have reached the table while its alerts never left the worker. So
+each entry keeps the origin of its own delivery and of the record that condemned it
+(:attr:`Click.origin`); a repeat with the click's own origin is a replay, and gets
+back the findings that record made, recomputed from the state, under the same ids.
 
 State per session is a small JSON-serialisable dict, kept by the caller (a faust
 table live, a plain dict in replay and tests)::
 
-    {"urls": {url: [[timestamp_ms, click_id, alerted], ...]}}   # sorted by (ts, id)
+    {"urls": {url: [[timestamp_ms, click_id, condemned_by, origin], ...]}}  # by (ts, id)
+
+``condemned_by`` is 0 for a click not (yet) found fraud, else the origin of the
+record that found it (1 when that had none); state from before origins has no
+fourth field.
 
 Nothing here imports faust, aiokafka or asyncio.
 """
@@ -61,6 +71,10 @@ class BurstRule:
     def latest_time(self, state: SessionState) -> int:
         return latest_time(state)
 
+    def seen(self, state: SessionState, click: Click) -> bool:
+        entries = state["urls"].get(click.url, ())
+        return any(entry[1] == click.click_id for entry in entries)
+
 
 @dataclass(frozen=True, slots=True)
 class BurstFinding:
@@ -99,6 +113,9 @@ class BurstStep:
     state: SessionState
     fraud: bool
     duplicate: bool = False
+    #: A duplicate that is the same record read again (same origin): its findings are
+    #: the ones it made the first time, to be sent again.
+    replay: bool = False
     findings: list[BurstFinding] = field(default_factory=list)
 
 
@@ -110,11 +127,22 @@ def step(state: SessionState | None, click: Click, rule: BurstRule) -> BurstStep
     """
     state = state if state is not None else {"urls": {}}
     entries: list[list[Any]] = state["urls"].setdefault(click.url, [])
+    origin = click.origin
     for entry in entries:
         if entry[1] == click.click_id:
-            return BurstStep(state=state, fraud=bool(entry[2]), duplicate=True)
+            replay = bool(origin) and len(entry) > 3 and entry[3] == origin
+            return BurstStep(
+                state=state,
+                fraud=bool(entry[2]),
+                duplicate=True,
+                replay=replay,
+                findings=_made_by(entries, origin, click.session_id, click.url, rule)
+                if replay
+                else [],
+            )
 
-    insort(entries, [click.timestamp, click.click_id, 0])
+    mark = origin or 1
+    insort(entries, [click.timestamp, click.click_id, 0, origin])
     times = [entry[0] for entry in entries]
     findings: list[BurstFinding] = []
     # Only clicks at or after this one have it inside their window.
@@ -128,21 +156,41 @@ def step(state: SessionState | None, click: Click, rule: BurstRule) -> BurstStep
         lo = bisect_left(times, window_start)
         hi = bisect_right(times, entry[0])
         if hi - lo >= rule.threshold:
-            entry[2] = 1
-            findings.append(
-                BurstFinding(
-                    click_id=entry[1],
-                    session_id=click.session_id,
-                    url=click.url,
-                    event_time=entry[0],
-                    count=hi - lo,
-                    window_start=window_start,
-                    window_end=entry[0],
-                    click_ids=tuple(e[1] for e in entries[lo:hi]),
-                )
-            )
+            entry[2] = mark
+            findings.append(_finding(entry, entries[lo:hi], click.session_id, click.url, rule))
     own = next(e for e in entries if e[1] == click.click_id)
     return BurstStep(state=state, fraud=bool(own[2]), findings=findings)
+
+
+def _finding(
+    entry: list[Any], window: list[list[Any]], session_id: str, url: str, rule: BurstRule
+) -> BurstFinding:
+    """The finding for ``entry``, whose window holds the clicks ``window``."""
+    return BurstFinding(
+        click_id=entry[1],
+        session_id=session_id,
+        url=url,
+        event_time=entry[0],
+        count=len(window),
+        window_start=entry[0] - rule.window_ms,
+        window_end=entry[0],
+        click_ids=tuple(e[1] for e in window),
+    )
+
+
+def _made_by(
+    entries: list[list[Any]], origin: str, session_id: str, url: str, rule: BurstRule
+) -> list[BurstFinding]:
+    """The findings the record from ``origin`` made, with their windows as they
+    stand now (the alert ids depend only on the clicks, so they are the same)."""
+    times = [entry[0] for entry in entries]
+    findings = []
+    for entry in entries:
+        if entry[2] == origin:
+            lo = bisect_left(times, entry[0] - rule.window_ms)
+            hi = bisect_right(times, entry[0])
+            findings.append(_finding(entry, entries[lo:hi], session_id, url, rule))
+    return findings
 
 
 def prune(state: SessionState, horizon: int) -> SessionState | None:

@@ -35,9 +35,14 @@ class Click:
     device_id: str | None = None
     lat: float | None = None
     lon: float | None = None
+    #: Where this delivery of the click was read ("partition:offset" of the input
+    #: topic; empty when not from Kafka). The rules keep it beside their state, so a
+    #: record re-read after a crash (same origin) re-sends what it caused, while the
+    #: same click sent twice by a producer (another origin) is only counted once.
+    origin: str = ""
 
 
-def click_from_dict(obj: dict[str, Any]) -> Click:
+def click_from_dict(obj: dict[str, Any], origin: str = "") -> Click:
     """Validate a decoded JSON object; raises :class:`BadInput` naming the field."""
     click_id = require_str(obj, "click_id", max_len=256)
     session_id = require_str(obj, "session_id", max_len=256)
@@ -64,9 +69,10 @@ def click_from_dict(obj: dict[str, Any]) -> Click:
         device_id=optional_str(obj, "device_id", max_len=256),
         lat=lat,
         lon=lon,
+        origin=origin,
     )
 
 
-def decode_click(raw: bytes | str | None, max_bytes: int) -> Click:
+def decode_click(raw: bytes | str | None, max_bytes: int, origin: str = "") -> Click:
     """Bytes off the wire to a :class:`Click`, or :class:`BadInput` with the reason."""
-    return click_from_dict(decode_object(raw, max_bytes))
+    return click_from_dict(decode_object(raw, max_bytes), origin)

@@ -29,7 +29,7 @@ def describe_session(session_id: str, state: dict[str, Any]) -> dict[str, Any]:
     for url, entries in sorted(state["urls"].items()):
         urls[url] = [
             {"click_id": click_id, "timestamp": ts, "fraud": bool(flag)}
-            for ts, click_id, flag in entries
+            for ts, click_id, flag, *_ in entries
         ]
         alerts.extend(
             {
@@ -39,7 +39,7 @@ def describe_session(session_id: str, state: dict[str, Any]) -> dict[str, Any]:
                 "url": url,
                 "event_time": ts,
             }
-            for ts, click_id, flag in entries
+            for ts, click_id, flag, *_ in entries
             if flag
         )
     alerts.sort(key=lambda alert: (alert["event_time"], alert["click_id"]))

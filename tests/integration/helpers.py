@@ -7,6 +7,7 @@ import itertools
 import re
 import secrets
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,3 +133,21 @@ def metric(worker: WorkerProcess, name: str) -> float | None:
         return None
     found = re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
     return sum(float(v) for v in found) if found else None
+
+
+def wait_until_idle(worker: WorkerProcess, timeout: float = 600.0) -> None:
+    """No new verdict and no change in lag for a few seconds. (Under exactly-once the
+    lag of a transactional topic stays at 1: its end offset is the commit marker.)"""
+    deadline = time.monotonic() + timeout
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = (
+            metric(worker, "fraudapp_verdicts_total") or 0.0,
+            metric(worker, "fraudapp_consumer_lag"),
+        )
+        if now != last or now[1] is None:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since > 8:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the worker never caught up")
