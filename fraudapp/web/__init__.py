@@ -26,8 +26,14 @@ STATIC = Path(__file__).parent / "static"
 FORWARDED_HEADER = "X-Fraudapp-Forwarded"
 
 
+#: The machine-readable reason of an error, by status, where the view names none.
+_REASONS = {400: "bad_request", 404: "not_found", 503: "not_ready"}
+
+
 def json_error(view: View, status: int, message: str, **extra: Any) -> Response:
-    """Every error the API gives: JSON with a reason, never a stack trace."""
+    """Every error the API gives: JSON with a message and a machine-readable
+    ``reason``, never a stack trace."""
+    extra.setdefault("reason", _REASONS.get(status, "error"))
     return view.json({"error": message, **extra}, status=status)
 
 

@@ -223,6 +223,47 @@ def test_every_endpoint_but_health_needs_a_token(
     assert worker.get("/health", token=None)[0] == 200
 
 
+HOSTILE = [
+    ("GET", "/campaigns/c/top?k=abc", None),
+    ("GET", "/campaigns/c/top?k=-1", None),
+    ("GET", "/campaigns/c/top?k=1e3", None),
+    ("GET", "/campaigns/c/top?k=" + "9" * 40, None),
+    ("GET", "/campaigns/c/top?k=10&k=11", None),
+    ("GET", "/sessions/" + "x" * 4000, None),
+    ("GET", "/sessions/%00%ff%fe", None),
+    ("GET", "/accounts/..%2F..%2Fetc%2Fpasswd", None),
+    ("GET", "/static/..%2F..%2F..%2Fpyproject.toml", None),
+    ("GET", "/static/%2e%2e/%2e%2e/settings.py", None),
+    ("POST", "/metrics", b"{}"),
+    ("POST", "/clicks", b"[" * 100_000 + b"]" * 100_000),
+    ("POST", "/clicks", b'{"session_id": "s", "url": "u", "timestamp": 1e400}'),
+    ("POST", "/clicks", b'{"session_id": {"$gt": ""}, "url": "u"}'),
+    ("POST", "/clicks", b"\xff\xfe\x00"),
+    ("POST", "/simulate/click", b"{nope"),
+    ("POST", "/simulate/click", b"[1, 2]"),
+    ("POST", "/simulate/click", b'{"session_id": "s", "url": "u", "lat": 1e999, "lon": 0}'),
+    ("POST", "/simulate/transaction", b'{"account_id": 5}'),
+    ("POST", "/simulate/transaction", b"\xff\xfe"),
+    ("POST", "/simulate/transaction", b'{"account_id": "a", "location": "here"}'),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), HOSTILE)
+def test_hostile_requests_get_a_clear_refusal_and_no_trace(
+    worker: WorkerProcess, method: str, path: str, body: bytes | None
+) -> None:
+    """Query strings and bodies on every endpoint are validated: each of these gets a
+    4xx with a JSON reason (never a 500, never a stack trace, never a file outside
+    the static folder), and the worker stays ready."""
+    status, answer = worker.request(method, path, body, timeout=30)
+    assert 400 <= status < 500, (status, answer)
+    assert isinstance(answer, dict) and answer.get("reason"), answer
+    text = str(answer)
+    for leak in ("Traceback", 'File "', "site-packages", "[project]", "Settings("):
+        assert leak not in text, text
+    assert worker.get("/health", token=None)[0] == 200
+
+
 def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess) -> None:
     now = int(time.time() * 1000)
     clicks = [

@@ -78,3 +78,25 @@ def test_short_tokens_are_refused() -> None:
 def test_tokens_are_masked_in_descriptions() -> None:
     described = Settings.from_env({"FRAUDAPP_API_TOKEN": API}).describe()
     assert described["api_token"] == "***" and described["ingest_token"] is None
+
+
+def test_tokens_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every comparison of a presented token goes through hmac.compare_digest (its time
+    does not depend on where the strings differ), never through ``==``."""
+    import fraudapp.httpauth as httpauth
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = httpauth.hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(httpauth.hmac, "compare_digest", spy)
+    presented = API[:-1] + "b"  # differs only in the last character
+    assert decide(Scope.API, presented, api=API, ingest=INGEST).status == 401
+    assert (presented.encode(), API.encode()) in calls
+    assert (presented.encode(), INGEST.encode()) in calls
+    calls.clear()
+    assert decide(Scope.INGEST, INGEST, api=API, ingest=INGEST).status == 200
+    assert calls, "a matching token was accepted without compare_digest"
