@@ -45,8 +45,30 @@ def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings()
     bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
     created = asyncio.run(create_topics(bootstrap, settings))
-    for name in settings.topics.external() + settings.topics.compacted():
-        print(f"{name}: {'created' if name in created else 'exists'}")
+    names = settings.topics.external() + settings.topics.compacted()
+    counts = asyncio.run(kafkaio.partition_counts(bootstrap, names))
+    for _ in range(20):  # a topic just created can take a moment to show its partitions
+        if all(counts.get(name) for name in names):
+            break
+        time.sleep(0.25)
+        counts = asyncio.run(kafkaio.partition_counts(bootstrap, names))
+    wrong = []
+    for name in names:
+        count = counts.get(name)
+        print(f"{name}: {'created' if name in created else 'exists'} ({count} partitions)")
+        if count != settings.partitions:
+            wrong.append(name)
+    if wrong:
+        # Keyed state is placed by partition: a topic with another count would send a
+        # key's records to a partition whose state lives elsewhere.
+        print(
+            f"error: {', '.join(wrong)} {'has' if len(wrong) == 1 else 'have'} a partition"
+            f" count other than FRAUDAPP_PARTITIONS={settings.partitions}; every topic of"
+            " the app needs the same count (set FRAUDAPP_PARTITIONS to match, or recreate"
+            " the topic)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

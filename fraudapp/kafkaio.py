@@ -48,6 +48,21 @@ async def ensure_topics(
     return created
 
 
+async def partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
+    """How many partitions each existing topic of ``names`` has (missing ones left out)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(dict.fromkeys(names)))
+    finally:
+        await admin.close()
+    return {
+        topic["topic"]: len(topic["partitions"])
+        for topic in described
+        if topic.get("error_code", 0) == 0 and topic["partitions"]
+    }
+
+
 async def produce_json(
     bootstrap: str,
     topic: str,

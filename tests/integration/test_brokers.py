@@ -70,3 +70,39 @@ def test_no_orphan_broker(kind: str, how: signal.Signals) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_topics_command_creates_and_refuses_a_partition_mismatch(kafka_broker) -> None:
+    """`fraudapp topics` creates every topic with FRAUDAPP_PARTITIONS partitions, and
+    fails loudly on an existing topic with another count (keyed state would go astray)."""
+    import os
+    import uuid
+
+    prefix = f"topics-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "BROKER_URL": kafka_broker.bootstrap,
+        "FRAUDAPP_PARTITIONS": "4",
+        **{
+            var: f"{prefix}-{suffix}"
+            for var, suffix in [
+                ("CLICKS_TOPIC", "clicks"),
+                ("CLICK_VERDICTS_TOPIC", "verdicts"),
+                ("ALERTS_TOPIC", "alerts"),
+                ("DEAD_LETTER_TOPIC", "dead"),
+                ("ATM_TXNS_TOPIC", "atm"),
+                ("ACCOUNTS_TOPIC", "accounts"),
+                ("IP_BLOCKLIST_TOPIC", "blocklist"),
+            ]
+        },
+    }
+    command = [sys.executable, "-m", "fraudapp", "topics"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert f"{prefix}-clicks: created (4 partitions)" in first.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and f"{prefix}-alerts: exists (4 partitions)" in again.stdout
+    other = {**env, "FRAUDAPP_PARTITIONS": "8"}
+    wrong = subprocess.run(command, env=other, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2
+    assert "FRAUDAPP_PARTITIONS=8" in wrong.stderr and "Traceback" not in wrong.stderr
