@@ -31,8 +31,9 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from fraudapp.atm.oracle import expected_pairs
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, as_oracle_row, running, wait_until_idle
 
 pytestmark = pytest.mark.integration
 
@@ -321,4 +322,181 @@ def test_every_fuzzed_record_is_accounted_for_once(space: AppSpace, worker: Work
     print(
         f"\nfuzzed {len(LEDGER)} records: {sum(verdicts.values())} verdicts,"
         f" {sum(reasons.values())} dead letters {dict(reasons)}"
+    )
+
+
+# -- the ATM topic: after the clicks' ledger is closed -------------------------------------
+
+
+@dataclass(frozen=True)
+class SentTxn:
+    partition: int
+    offset: int
+    value: bytes | None
+    valid: bool  # what the worker must accept (True) or dead-letter once (False)
+
+
+ATM_LEDGER: list[SentTxn] = []
+ATM_EXAMPLES = 120  # × up to 60 records each
+
+
+@st.composite
+def txn(draw: st.DrawFn, number: int) -> dict[str, Any]:
+    coordinate_text = draw(st.booleans())  # the seed's generator sends strings
+    lat = draw(st.floats(-90, 90))
+    lon = draw(st.floats(-180, 180))
+    return {
+        "account_id": draw(st.integers(1, 300).map(lambda n: f"a{n}") | text),
+        "transaction_id": f"fz-atm-{number:09d}",
+        "atm": draw(text),
+        "amount": draw(st.integers(0, 1000) | st.floats(0, 1e6)),
+        "location": {
+            "lat": repr(lat) if coordinate_text else lat,
+            "lon": repr(lon) if coordinate_text else lon,
+        },
+        # 40 minutes: within the hour of allowed lateness whatever the order
+        "timestamp": draw(st.integers(T0, T0 + 2_400_000)),
+    }
+
+
+@st.composite
+def broken_txn(draw: st.DrawFn, number: int) -> bytes | None:
+    """A transaction with one thing wrong that it must be refused for."""
+    record = draw(txn(number))
+    how = draw(
+        st.sampled_from(
+            [
+                "drop",
+                "retype_id",
+                "amount",
+                "location",
+                "coordinate",
+                "timestamp",
+                "huge",
+                "truncate",
+                "not_object",
+                "garbage",
+                "tombstone",
+                "non_utf8",
+            ]
+        )
+    )
+    if how == "drop":
+        del record[draw(st.sampled_from(["account_id", "transaction_id", "atm", "amount"]))]
+    elif how == "retype_id":
+        field = draw(st.sampled_from(["account_id", "transaction_id", "atm"]))
+        # (a whole number is a valid id: producers in other languages send them)
+        record[field] = draw(st.sampled_from([True, [], {}, 2.5, ""]))
+    elif how == "amount":
+        record["amount"] = draw(st.sampled_from(["abc", [], {}, True, -1, "1e999", "NaN"]))
+    elif how == "location":
+        record["location"] = draw(st.sampled_from([None, "here", [1, 2], {}, {"lat": 1}]))
+    elif how == "coordinate":
+        name = draw(st.sampled_from(["lat", "lon"]))
+        outside = [90.5, -91] if name == "lat" else [180.5, -181]
+        record["location"][name] = draw(
+            st.sampled_from([*outside, "north", "NaN", "inf", [], True, 1e300])
+        )
+    elif how == "timestamp":
+        record["timestamp"] = draw(
+            st.sampled_from(["later", "", -5, 10**20, "2999-01-01T00:00:00Z", [], True])
+        )
+    elif how == "huge":
+        record["atm"] = "x" * draw(st.integers(MAX_RECORD, 2 * MAX_RECORD))
+    raw = dumps(record)
+    if how == "truncate":
+        return raw[: draw(st.integers(0, len(raw) - 1))]
+    if how == "not_object":
+        return dumps(draw(json_value.filter(lambda v: not isinstance(v, dict))))
+    if how == "garbage":
+        return draw(st.binary(max_size=300).filter(lambda b: not _is_object(b)))
+    if how == "tombstone":
+        return None
+    if how == "non_utf8":
+        return b'{"account_id": "\xff\xfe", "transaction_id": "t"}'
+    return raw
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw), dict)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+
+
+@settings(
+    max_examples=ATM_EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(data=st.data())
+def test_fuzzed_atm_records_are_produced(data, space: AppSpace, worker: WorkerProcess) -> None:
+    records: list[tuple[bytes | None, bytes | None, bool]] = []
+    for _ in range(data.draw(st.integers(1, 60))):
+        number = next(_numbers)
+        kind = data.draw(st.sampled_from(["valid", "valid", "broken", "resend"]))
+        earlier = [(v, ok) for _, v, ok in records if ok]
+        if kind == "resend" and earlier:
+            value, valid = data.draw(st.sampled_from(earlier))
+        elif kind == "broken":
+            value, valid = data.draw(broken_txn(number)), False
+        else:
+            value, valid = dumps(data.draw(txn(number))), True
+        key_kind = data.draw(st.sampled_from(["account", "account", "none", "junk"]))
+        key = None
+        if value is None or key_kind == "junk":
+            key = data.draw(st.binary(min_size=1, max_size=20))
+        elif key_kind == "account" and valid:
+            key = json.loads(value)["account_id"].encode("utf-8")
+        records.append((key, value, valid))
+    topic = space.topics["atm"]
+    landed = asyncio.run(produce(space.bootstrap, topic, [(k, v) for k, v, _ in records]))
+    for (_, value, valid), meta in zip(records, landed, strict=True):
+        ATM_LEDGER.append(SentTxn(meta.partition, meta.offset, value, valid))
+
+
+def test_every_fuzzed_atm_record_is_accounted_for(space: AppSpace, worker: WorkerProcess) -> None:
+    """Each broken transaction is dead-lettered once at its offset, no valid one is,
+    and the valid ones (resends included) give exactly the oracle's pairs: nothing
+    accepted was silently lost either."""
+    assert len(ATM_LEDGER) > 2_000, "the ATM fuzzing test did not run first"
+    wait_until_idle(worker)
+    out = space.consume("dead", "alerts", idle_s=5.0)
+    assert worker.proc is not None and worker.proc.poll() is None, "the worker died"
+    assert worker.get("/health")[0] == 200
+    atm_topic = space.topics["atm"]
+    dead_at = Counter(
+        (d["partition"], d["offset"]) for d in out["dead"] if d["source_topic"] == atm_topic
+    )
+    assert all(d["reason"] and d["message"] for d in out["dead"])
+    wrong = [
+        (sent, dead_at[(sent.partition, sent.offset)])
+        for sent in ATM_LEDGER
+        if dead_at[(sent.partition, sent.offset)] != (0 if sent.valid else 1)
+    ]
+    assert not wrong, f"{len(wrong)} ATM records misjudged, e.g. {wrong[:3]}"
+
+    accepted = {}
+    for sent in ATM_LEDGER:
+        if sent.valid:
+            record = json.loads(sent.value)
+            accepted[record["transaction_id"]] = as_oracle_row(record)
+    expected = set(expected_pairs(list(accepted.values())))
+    found = {
+        (a["account_id"], a["t1_transaction_id"], a["t2_transaction_id"])
+        for a in out["alerts"]
+        if a["rule"] == "atm_impossible_travel"
+    }
+    assert expected and found == expected
+
+    status, text = worker.get("/metrics")
+    counted = sum(
+        float(n) for n in re.findall(r"^fraudapp_dead_letters_total\{[^}]*\} (\S+)$", text, re.M)
+    )
+    assert counted == len(out["dead"])
+    print(
+        f"\nfuzzed {len(ATM_LEDGER)} ATM records: {sum(not s.valid for s in ATM_LEDGER)} broken,"
+        f" all dead-lettered once; {len(expected)} pairs among the valid ones, all alerted"
     )
