@@ -26,12 +26,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import write_section  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.brokers import KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from tests.integration.helpers import AppSpace, running, wait_until_idle  # noqa: E402
-
-START, END = "<!-- recovery:start -->", "<!-- recovery:end -->"
 
 
 async def changelog_records(bootstrap: str, app_id: str, partitions: int) -> dict[str, int]:
@@ -113,7 +112,6 @@ def main() -> int:
     detail = ", ".join(f"`{name}` {count:,}" for name, count in sorted(records.items()))
     section = "\n".join(
         [
-            START,
             "## State recovery (`bench/recovery.py"
             f" --clicks {args.clicks} --txns {args.txns} --runs {args.runs}`)",
             "",
@@ -129,18 +127,10 @@ def main() -> int:
             "",
             f"Rebuilding from the changelog: **{per_million:.0f} s per million state updates**"
             " (uncompacted changelogs, every update read back; compaction only lowers it).",
-            END,
         ]
     )
     print(section)
-    out = Path(args.out)
-    text = out.read_text() if out.exists() else ""
-    if START in text and END in text:
-        before, _, rest = text.partition(START)
-        text = before + section + rest.partition(END)[2]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    out.write_text(text)
+    write_section("recovery", section, Path(args.out))
     return 0
 
 

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import write_section  # noqa: E402
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.atm.oracle import expected_pairs  # noqa: E402
@@ -69,17 +70,25 @@ CLICK_RULE_ONLY = {
 
 
 def run_clicks(
-    bootstrap: str, clicks: list[dict], workdir: Path, *, all_checks: bool = False
+    bootstrap: str,
+    clicks: list[dict],
+    workdir: Path,
+    *,
+    all_checks: bool = False,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, bool]:
     """Clicks through one worker; correct when the exact checks' alerts equal their
-    oracles (with all checks: click bursts, stacked ads and the rate limit)."""
+    oracles (with all checks: click bursts, stacked ads and the rate limit). ``env``
+    adds settings to the worker's environment (to compare one setting's effect)."""
     space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks")
     space.create_topics()
     expected = {"click_burst": fraudulent_click_ids(clicks)}
     if all_checks:
         expected["stacked_ads"] = stacked_click_ids(clicks)
         expected["rate_limit"] = over_limit_click_ids(clicks)
-    worker = space.worker(workdir / space.name, **({} if all_checks else CLICK_RULE_ONLY))
+    worker = space.worker(
+        workdir / space.name, **({} if all_checks else CLICK_RULE_ONLY), **(env or {})
+    )
     worker.log_level = "warn"
     with running(worker):
         started = time.perf_counter()
@@ -177,22 +186,17 @@ def main() -> int:
         )
     table = "\n".join(lines)
     print(table)
-    out = Path(args.out)
-    # Sections of other benchmarks (bench/blocklist.py) follow the marker: keep them.
-    kept = out.read_text().partition(OTHERS)[2] if out.exists() else ""
     checks, alone = statistics.median(rows["checks"]), statistics.median(rows["clicks"])
     ratio = (
         f"\nAll click checks run at {checks / alone:.2f}x the click rule alone"
         f" ({checks:,.0f} vs {alone:,.0f} clicks/s, same run).\n"
     )
     body = RESULTS_HEAD + table + "\n" + ratio + RESULTS_TAIL.format(runs=args.runs)
-    out.write_text(body + ("\n" + OTHERS + kept if kept else ""))
+    write_section("throughput", body, Path(args.out))
     return 0 if all(correct.values()) else 1
 
 
-OTHERS = "<!-- other benchmarks below -->"
-
-RESULTS_HEAD = """# Benchmark results
+RESULTS_HEAD = """## Throughput of the worker (`bench/throughput.py`)
 
 Produced by `bench/throughput.py` (see its docstring for the method): one worker
 process, 4 partitions, embedded Apache Kafka 3.9.1 (one KRaft node), on this

@@ -1,0 +1,24 @@
+"""Each benchmark owns one section of ``bench/RESULTS.md``, between its own markers.
+
+Several benchmarks write that file, at different times and on different machines;
+each replaces only what stands between ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->``, so one run never erases another's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def write_section(name: str, section: str, path: Path = RESULTS) -> None:
+    """Put ``section`` between NAME's markers; markers missing are added at the end."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        head, _, rest = text.partition(start)
+        tail = rest.partition(end)[2]
+    else:
+        head, tail = text.rstrip("\n") + "\n\n", "\n"
+    path.write_text(f"{head}{start}\n{section.strip()}\n{end}{tail}")
