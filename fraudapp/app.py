@@ -41,7 +41,7 @@ app = faust.App(
     # input becomes a dead letter instead of an exception in faust's decoder.
     key_serializer="raw",
     value_serializer="raw",
-    producer_linger_ms=2,
+    producer_linger_ms=settings.producer_linger_ms,
     web_application_options=application_options(settings),
 )
 

@@ -69,3 +69,8 @@ def test_adnet_settings_from_env() -> None:
         Settings.from_env({"STACKED_ADS_ENABLED": "maybe"})
     with pytest.raises(SettingsError, match="between 0 and 1"):
         Settings.from_env({"LOCATION_THRESHOLD": "1.5"})
+
+
+def test_producer_linger_is_a_setting() -> None:
+    assert Settings.from_env({}).producer_linger_ms == 50.0
+    assert Settings.from_env({"PRODUCER_LINGER_MS": "5"}).producer_linger_ms == 5.0
