@@ -25,9 +25,15 @@ T = TypeVar("T", bound=TopicGlobalTable)
 
 
 def reference_table(
-    app: faust.App, name: str, topic: faust.TopicT, partitions: int, cls: type[T]
+    app: faust.App,
+    name: str,
+    topic: faust.TopicT,
+    partitions: int,
+    cls: type[T],
+    options: dict[str, object] | None = None,
 ) -> T:
-    """A reference table over ``topic``, read by every worker as it changes."""
+    """A reference table over ``topic``, read by every worker as it changes;
+    ``options`` are its store's (RocksDB's memory budget)."""
     return app.tables.add(
         cls(
             app,
@@ -35,6 +41,7 @@ def reference_table(
             beacon=app.tables.beacon,
             partitions=partitions,
             changelog_topic=topic,
+            options=options,
             **_REFERENCE_OPTIONS,
         )
     )

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from fraudapp.storage import RocksDBBudget
+
 
 class SettingsError(ValueError):
     """A variable in the environment has a value fraudapp cannot use."""
@@ -253,6 +255,7 @@ class Settings:
     atm: AtmSettings = field(default_factory=AtmSettings)
     adnet: AdnetSettings = field(default_factory=AdnetSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    rocksdb: RocksDBBudget = field(default_factory=RocksDBBudget)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -264,6 +267,7 @@ class Settings:
         env = os.environ if env is None else env
         d = cls()
         t = Topics()
+        r = RocksDBBudget()
         broker = _str(env, "BROKER_URL", d.broker_url)
         if "://" not in broker:
             broker = f"kafka://{broker}"
@@ -313,6 +317,12 @@ class Settings:
                 backoff_initial_s=_float(env, "NOTIFY_BACKOFF_INITIAL_S", 0.5),
                 backoff_max_s=_float(env, "NOTIFY_BACKOFF_MAX_S", 30.0),
                 timeout_s=_float(env, "NOTIFY_TIMEOUT_S", 10.0),
+            ),
+            rocksdb=RocksDBBudget(
+                write_buffer_mb=_int(env, "ROCKSDB_WRITE_BUFFER_MB", r.write_buffer_mb, minimum=1),
+                write_buffers=_int(env, "ROCKSDB_WRITE_BUFFERS", r.write_buffers, minimum=2),
+                block_cache_mb=_int(env, "ROCKSDB_BLOCK_CACHE_MB", r.block_cache_mb, minimum=1),
+                max_open_files=_int(env, "ROCKSDB_MAX_OPEN_FILES", r.max_open_files, minimum=16),
             ),
         )
 

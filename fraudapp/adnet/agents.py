@@ -103,7 +103,13 @@ stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
 
 
 def _table(name: str) -> Any:
-    return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+    return app.Table(
+        name,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options=settings.rocksdb.table_options(),
+    )
 
 
 source_table = _table("click-sources")
@@ -127,7 +133,12 @@ class BlocklistTable(TopicGlobalTable):
 
 blocklist_topic = internal_topic(topics.ip_blocklist, compacting=True)
 blocklist_updates = reference_table(
-    app, "ip-blocklist", blocklist_topic, settings.partitions, BlocklistTable
+    app,
+    "ip-blocklist",
+    blocklist_topic,
+    settings.partitions,
+    BlocklistTable,
+    options=settings.rocksdb.table_options(),
 )
 _blocklist: Blocklist | None = None
 

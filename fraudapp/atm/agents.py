@@ -26,7 +26,11 @@ topics = settings.topics
 
 #: Transactions still inside window + lateness, per account (raw UTF-8 account id).
 accounts_state = app.Table(
-    "atm-accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes
+    "atm-accounts",
+    partitions=settings.partitions,
+    key_type=bytes,
+    value_type=bytes,
+    options=settings.rocksdb.table_options(),
 )
 
 txn_source, txns_topic, txns_by_account = keyed_topics(

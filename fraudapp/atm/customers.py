@@ -18,7 +18,14 @@ from fraudapp.globaltable import TopicGlobalTable, reference_table
 CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "address", "country")
 
 accounts_topic = internal_topic(settings.topics.accounts, compacting=True)
-customers = reference_table(app, "customers", accounts_topic, settings.partitions, TopicGlobalTable)
+customers = reference_table(
+    app,
+    "customers",
+    accounts_topic,
+    settings.partitions,
+    TopicGlobalTable,
+    options=settings.rocksdb.table_options(),
+)
 
 
 def customer(account_id: str) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ sessions = app.Table(
     partitions=settings.partitions,
     key_type=bytes,
     value_type=bytes,
+    options=settings.rocksdb.table_options(),
 )
 
 click_source, clicks_topic, clicks_by_session = keyed_topics(

@@ -1,7 +1,8 @@
 """``GET /metrics``: this worker's counters in Prometheus's text format.
 
 Each worker exposes its own numbers (Prometheus scrapes every worker and sums);
-consumer lag is read from faust's consumer at scrape time, per assigned partition.
+consumer lag is read from faust's consumer at scrape time, per assigned partition, and
+RocksDB's memory and disk figures from the open databases.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fraudapp import metrics
+from fraudapp import metrics, storage
 from fraudapp.app import app
 
 
@@ -34,6 +35,7 @@ def _offsets() -> Iterator[tuple[str, int, int, int]]:
 
 
 metrics.registry.register(metrics.LagCollector(_offsets))
+metrics.registry.register(metrics.RocksDBCollector(lambda: storage.memory_of(app.tables.items())))
 
 
 @app.page("/metrics")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
+from fraudapp.storage import RocksDBBudget
 from fraudapp.workerproc import WorkerProcess
 from tests.integration.helpers import AppSpace, running
 
@@ -264,7 +266,7 @@ def test_hostile_requests_get_a_clear_refusal_and_no_trace(
     assert worker.get("/health", token=None)[0] == 200
 
 
-def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess) -> None:
+def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess, space: AppSpace) -> None:
     now = int(time.time() * 1000)
     clicks = [
         {"click_id": f"m{i}", "session_id": "metrics-1", "url": "u", "timestamp": now + i}
@@ -288,6 +290,19 @@ def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess) -> None:
         for line in lines
     )
     assert any(line.startswith("fraudapp_consumer_lag{partition=") for line in lines)
+    # RocksDB's memory per table: the session just written sits in a memtable, and
+    # no table holds more than the budget of its open partitions.
+    rocks = {
+        (m["table"], m["kind"]): float(v)
+        for m, v in (
+            (dict(re.findall(r'(\w+)="([^"]*)"', labels)), value)
+            for labels, value in re.findall(r"^fraudapp_rocksdb_bytes\{(.*)\} (\S+)$", text, re.M)
+        )
+    }
+    assert rocks[("click-sessions", "memtables")] > 0, rocks
+    budget = RocksDBBudget().bound_mb(space.partitions) * 1024 * 1024
+    for table in {table for table, _ in rocks}:
+        assert rocks[(table, "memtables")] + rocks[(table, "block_cache")] <= budget, rocks
 
 
 def test_dashboard_login_sets_a_cookie_that_opens_reads_only(worker: WorkerProcess) -> None:

@@ -1,0 +1,86 @@
+"""How much memory each RocksDB database may hold, and what it holds now.
+
+faust opens one RocksDB database per table partition (7 tables x 4 partitions = 28
+here) and gives each RocksDB's server-sized defaults: memtables of 64 MB, three of
+them, and a 2 GiB block cache of its own. A memtable is written to disk only when it
+is full, and every state rewrite is a new entry in it, so a worker's resident memory
+climbed by about 1 KB per event for a million events of a soak before the first
+flushes (up to 28 x 192 MB of memtables alone). Small memtables and caches make the
+worker's RocksDB memory a fixed budget: ``databases x (write_buffer x buffers +
+block_cache)``, plus the index and filter blocks of the open files (bounded by
+``max_open_files``; reported as ``table_readers``). The state itself is small and
+pruned as windows expire; what is hot is read from the memtables or the OS page
+cache, so small caches cost little (bench/soak.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+MB = 1024 * 1024
+
+#: RocksDB properties reported per table, by the name the metric gives them.
+MEMORY_PROPERTIES = {
+    "memtables": "rocksdb.size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+}
+SST_PROPERTY = "rocksdb.total-sst-files-size"
+
+
+@dataclass(frozen=True, slots=True)
+class RocksDBBudget:
+    """Memory one table partition's database may use (MB)."""
+
+    write_buffer_mb: int = 4
+    write_buffers: int = 2
+    block_cache_mb: int = 8
+    #: Files kept open (each open file pins its index in memory); RocksDB's default
+    #: in faust is nearly a million.
+    max_open_files: int = 256
+
+    def table_options(self) -> dict[str, Any]:
+        """faust's ``options=`` for a RocksDB-backed table."""
+        return {
+            "write_buffer_size": self.write_buffer_mb * MB,
+            "max_write_buffer_number": self.write_buffers,
+            "block_cache_size": self.block_cache_mb * MB,
+            "max_open_files": self.max_open_files,
+        }
+
+    def per_database_mb(self) -> int:
+        return self.write_buffer_mb * self.write_buffers + self.block_cache_mb
+
+    def bound_mb(self, databases: int) -> int:
+        """The most all ``databases`` may hold in memtables and block cache together."""
+        return databases * self.per_database_mb()
+
+
+def databases_of(table: Any) -> Iterator[tuple[int, Any]]:
+    """(partition, open database) of a faust table whose store is RocksDB; nothing for
+    other stores. faust keeps its databases in ``Store._dbs`` and has no public
+    reader for them."""
+    dbs = getattr(getattr(table, "data", None), "_dbs", None)
+    if isinstance(dbs, dict):
+        yield from list(dbs.items())
+
+
+def memory_of(tables: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, str, int]]:
+    """(table, kind, bytes) summed over each table's open partitions, for the kinds of
+    :data:`MEMORY_PROPERTIES` and ``sst`` (bytes on disk in sorted tables); tables with
+no database open here are left out."""
+    for name, table in tables:
+        databases = list(databases_of(table))
+        if not databases:
+            continue
+        totals = dict.fromkeys([*MEMORY_PROPERTIES, "sst"], 0)
+        for _, db in databases:
+            for kind, prop in (*MEMORY_PROPERTIES.items(), ("sst", SST_PROPERTY)):
+                try:
+                    totals[kind] += int(db.property_int_value(prop) or 0)
+                except Exception:  # noqa: BLE001 - a database closing under a rebalance
+                    continue
+        for kind, value in totals.items():
+            yield name, kind, value
