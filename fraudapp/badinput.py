@@ -23,6 +23,9 @@ REASONS = (
     "oversized",
     "late_event",
     "notify_failed",
+    "bad_rule",
+    "unknown_rule",
+    "stale_rule",
     "internal_error",
 )
 

@@ -1,4 +1,4 @@
-"""``fraudapp`` command line: demo, broker, topics, generate.
+"""``fraudapp`` command line: demo, broker, topics, generate, load, block, rules.
 
 The worker itself is started the faust way (``faust -A fraudapp.app worker``);
 these commands are the chores around it.
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from fraudapp import kafkaio
+from fraudapp import kafkaio, rulescli
 from fraudapp.reference import tables_dir
 from fraudapp.settings import Settings
 
@@ -442,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("file", help="CSV with a header, or JSON lines; needs account_id")
     load.add_argument("--broker", help="bootstrap address (default: BROKER_URL)")
     load.set_defaults(func=cmd_load)
+
+    rulescli.add_parser(sub)
     return parser
 
 

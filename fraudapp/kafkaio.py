@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -135,3 +135,32 @@ async def consume_json(
     finally:
         await consumer.stop()
     return out
+
+
+async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` from the start to its end offsets as they were when
+    asked (a compacted topic's current state, read outside any consumer group)."""
+    count = (await partition_counts(bootstrap, [topic])).get(topic, 0)
+    if not count:
+        return []
+    tps = [TopicPartition(topic, p) for p in range(count)]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if loop.time() > deadline:
+                raise TimeoutError(f"reading {topic} took longer than {timeout_s} s")
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                out.extend(messages)
+        return out
+    finally:
+        await consumer.stop()

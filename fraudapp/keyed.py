@@ -81,6 +81,13 @@ class KeyedPartition(Generic[E, R]):
         self.clock = PartitionClock(rule.retention_ms)
         self.clock.seed((key, rule.latest_time(orjson.loads(value))) for key, value in seed)
 
+    def set_rule(self, rule: KeyedRule[E, R]) -> None:
+        """Apply a new version of the rule from the next event on. State is kept as it
+        is: a shorter window reads less of it, a longer one sees only the history the
+        old version kept (its window + lateness) until it has filled."""
+        self.rule = rule
+        self.clock.retention_ms = rule.retention_ms
+
     @property
     def watermark(self) -> int | None:
         return self.clock.watermark

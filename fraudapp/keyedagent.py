@@ -63,6 +63,12 @@ class KeyedRunner(Generic[E, R]):
         self.partitions: dict[int, KeyedPartition[E, R]] = {}
         self.counts = {"processed": 0, "late": 0, "rekeyed": 0}
 
+    def set_rule(self, rule: KeyedRule[E, R]) -> None:
+        """A new version of the rule, for every partition from its next event on."""
+        self.rule = rule
+        for processor in self.partitions.values():
+            processor.set_rule(rule)
+
     def reset(self) -> None:
         """Forget in-memory clocks; called when partitions are revoked."""
         self.partitions.clear()

@@ -63,12 +63,20 @@ async def deliver(session: aiohttp.ClientSession, url: str, alert: dict[str, Any
     return f"{why} after {attempt + 1} attempt(s)"
 
 
+def wants_notice(alert: dict[str, Any]) -> bool:
+    """The alert says whether its rule's version in force notifies (``rules`` topic,
+    ``fraudapp rules set NAME notify=true``); alerts written before rules were data
+    do not, and fall back to ``NOTIFY_RULES``."""
+    flag = alert.get("notify")
+    return flag if isinstance(flag, bool) else alert.get("rule") in config.rules
+
+
 async def notify(event: EventT, session: aiohttp.ClientSession, url: str) -> None:
     try:
         alert = orjson.loads(event.message.value)
     except orjson.JSONDecodeError:
         return  # not one of ours; the alerts topic is written by fraudapp only
-    if not isinstance(alert, dict) or alert.get("rule") not in config.rules:
+    if not isinstance(alert, dict) or not wants_notice(alert):
         return
     failure = await deliver(session, url, alert)
     if failure is not None:
@@ -80,7 +88,7 @@ if config.webhook_url:
 
     @app.agent(alerts_topic, name="notify-webhook")
     async def notify_webhook(stream: Any) -> None:
-        """POST each alert of ``NOTIFY_RULES`` to ``NOTIFY_WEBHOOK_URL``."""
+        """POST each alert whose rule notifies to ``NOTIFY_WEBHOOK_URL``."""
         async with aiohttp.ClientSession() as session:
             async for event in stream.events():
                 await notify(event, session, webhook_url)

@@ -16,11 +16,13 @@ import faust
 import orjson
 from faust.types import EventT
 
-from fraudapp import alerts, metrics
-from fraudapp.app import alerts_topic, dead_letter_topic, outputs_declared
+from fraudapp import alerts, liverules, metrics
+from fraudapp.app import alerts_topic, dead_letter_topic, output_topic, outputs_declared, settings
 from fraudapp.badinput import BadInput
 
 log = logging.getLogger(__name__)
+
+shadow_alerts_topic = output_topic(settings.topics.shadow_alerts)
 
 
 def key_bytes(key: str | bytes | None) -> bytes | None:
@@ -46,9 +48,15 @@ async def send_alert(
     key: str | bytes, alert: dict[str, Any], received: float | None = None
 ) -> None:
     """Produce one alert and count it, with its latency from ``received`` (epoch s;
-    default: when the record being handled was taken)."""
-    await send_json(alerts_topic, key, alert)
-    metrics.alert_sent(alert["rule"], received)
+    default: when the record being handled was taken). The rule's version in force
+    decides where it goes: ``alerts``, ``shadow-alerts`` (a candidate measured on real
+    traffic, never notifying) or nowhere (paused)."""
+    mode = liverules.route(alert)
+    if mode == "live":
+        await send_json(alerts_topic, key, alert)
+        metrics.alert_sent(alert["rule"], received)
+    elif mode == "shadow":
+        await send_json(shadow_alerts_topic, key, alert)
 
 
 async def send_dead_letter(event: EventT, error: BadInput) -> None:
@@ -80,6 +88,7 @@ async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) ->
     ``internal_error``, with the exception) instead of killing the agent, so one
     poisonous record can neither stop a worker nor vanish."""
     metrics.event_in(event.message.topic)
+    liverules.current()
     try:
         await handle(event)
     except asyncio.CancelledError:

@@ -97,6 +97,8 @@ class Topics:
     atm_txns: str = "atm-txns"
     accounts: str = "accounts"
     ip_blocklist: str = "ip-blocklist"
+    rules: str = "rules"
+    shadow_alerts: str = "shadow-alerts"
 
     @property
     def clicks_by_session(self) -> str:
@@ -110,11 +112,18 @@ class Topics:
     def external(self) -> list[str]:
         """The topics users produce to or consume from (created by ``fraudapp demo``);
         ``accounts`` is not among them: it must be compacted (see :meth:`compacted`)."""
-        return [self.clicks, self.click_verdicts, self.alerts, self.dead_letter, self.atm_txns]
+        return [
+            self.clicks,
+            self.click_verdicts,
+            self.alerts,
+            self.shadow_alerts,
+            self.dead_letter,
+            self.atm_txns,
+        ]
 
     def compacted(self) -> list[str]:
         """Reference-data topics, one current record per key."""
-        return [self.accounts, self.ip_blocklist]
+        return [self.accounts, self.ip_blocklist, self.rules]
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +304,8 @@ class Settings:
                 atm_txns=_str(env, "ATM_TXNS_TOPIC", t.atm_txns),
                 accounts=_str(env, "ACCOUNTS_TOPIC", t.accounts),
                 ip_blocklist=_str(env, "IP_BLOCKLIST_TOPIC", t.ip_blocklist),
+                rules=_str(env, "RULES_TOPIC", t.rules),
+                shadow_alerts=_str(env, "SHADOW_ALERTS_TOPIC", t.shadow_alerts),
             ),
             click_burst=ClickBurstSettings(
                 threshold=_int(env, "CLICK_BURST_THRESHOLD", 3, minimum=1),

@@ -22,12 +22,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 import orjson
 from faust.types import EventT
 
-from fraudapp import metrics
+from fraudapp import liverules, metrics
 from fraudapp.adnet.area import AreaCounts, AreaGrid, LocationRule
 from fraudapp.adnet.blocklist import Blocklist, BlocklistError, load_blocklist
 from fraudapp.adnet.envelope import Checked, verdict
@@ -44,6 +45,7 @@ from fraudapp.keyed import KeyedPartition
 from fraudapp.outputs import guarded, send_alert, send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.reference import tables_dir
+from fraudapp.rulebook import RuleRecord
 from fraudapp.tablescan import scan_partition
 
 log = logging.getLogger(__name__)
@@ -206,6 +208,12 @@ def location_of(click: Click) -> dict[str, Any] | None:
     return where.location()
 
 
+def fire(checked: Checked, rule: str) -> None:
+    """A check fired: a reason in the verdict, unless its rule is paused or in shadow."""
+    if liverules.counts(rule):
+        checked.fired(rule)
+
+
 async def begin(click: Click, reasons: list[str], partition: int, repeat: bool = False) -> None:
     """After the session stage (on ``partition``): screen the IP, place the click,
     hand it on. A ``repeat`` (the same record again) goes the same way; the stages
@@ -215,7 +223,7 @@ async def begin(click: Click, reasons: list[str], partition: int, repeat: bool =
     if config.blocklist_enabled and click.ip:
         match = blocklist().match(click.ip)
         if match is not None:
-            checked.fired(BLOCKLIST)
+            fire(checked, BLOCKLIST)
             await _alert(
                 BLOCKLIST,
                 click.ip,
@@ -268,7 +276,7 @@ async def _alert(
     click = checked.click
     alert = make_alert(
         rule=rule,
-        rule_version=1,
+        rule_version=liverules.book[rule].version,
         key=key,
         event_time=click.timestamp,
         identity=(key, *identity),
@@ -304,7 +312,7 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
                 source,
                 make_alert(
                     rule=finding.rule,
-                    rule_version=source_rule.version,
+                    rule_version=liverules.book[finding.rule].version,
                     key=source,
                     event_time=finding.event_time,
                     identity=(source, finding.click_id),
@@ -323,9 +331,9 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
             # (or lose it: under-counting is their one-sided error), never twice.
             checked.repeat = True
         if result.stacked:
-            checked.fired(STACKED)
+            fire(checked, STACKED)
         if result.over_limit:
-            checked.fired(RATE_LIMIT)
+            fire(checked, RATE_LIMIT)
     await advance(checked, "source", partition)
 
 
@@ -466,7 +474,7 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
         findings = hitters.add(click.timestamp, sources)
         state.dirty.add((campaign, bucket))
     for finding in findings:
-        checked.fired(HEAVY)
+        fire(checked, HEAVY)
         # One alert per source per bucket: each of its clicks is marked in its verdict.
         mark = (campaign, finding.kind, finding.source, bucket)
         if mark in state.alerted and not checked.repeat:
@@ -477,7 +485,7 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
             campaign,
             make_alert(
                 rule=HEAVY,
-                rule_version=1,
+                rule_version=liverules.book[HEAVY].version,
                 key=campaign,
                 event_time=click.timestamp,
                 identity=(campaign, finding.kind, finding.source, str(bucket)),
@@ -605,7 +613,7 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
         counts = state.counts(region) if checked.repeat else state.record(region, cell, t, fraud)
         clicks, frauds = counts.totals(cell, t)
         if location_rule.fires(clicks, frauds):
-            checked.fired(LOCATION)
+            fire(checked, LOCATION)
             await _alert(
                 LOCATION,
                 cell,
@@ -641,6 +649,59 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
 
 
 STAGES = {"source": source_stage, "campaign": campaign_stage, "area": area_stage}
+
+
+# -- new versions of the rules from the ``rules`` topic, applied between two events ------
+
+
+def _source_changed(record: RuleRecord) -> None:
+    global source_rule
+    params = record.params
+    if record.rule == STACKED:
+        source_rule = replace(
+            source_rule,
+            stacked_threshold=params["threshold"],
+            stacked_window_ms=params["window_ms"],
+            stacked_min_ads=params["min_ads"],
+        )
+    else:
+        source_rule = replace(source_rule, per_minute=params["per_minute"], burst=params["burst"])
+    for partition in source_partitions.values():
+        partition.set_rule(source_rule)
+
+
+def _heavy_changed(record: RuleRecord) -> None:
+    global heavy_rule
+    params = record.params
+    heavy_rule = replace(
+        heavy_rule, share_threshold=params["share_threshold"], min_clicks=params["min_clicks"]
+    )
+    for partition in campaign_partitions.values():
+        for hitters in partition.campaigns.values():
+            hitters.rule = heavy_rule
+
+
+def _location_changed(record: RuleRecord) -> None:
+    global location_rule
+    params = record.params
+    location_rule = replace(
+        location_rule, threshold=params["threshold"], min_clicks=params["min_clicks"]
+    )
+
+
+def _rules_from_book() -> None:
+    """The parameters in force at start (``tables/rules.json`` and the environment)."""
+    for name, changed in (
+        (STACKED, _source_changed),
+        (RATE_LIMIT, _source_changed),
+        (HEAVY, _heavy_changed),
+        (LOCATION, _location_changed),
+    ):
+        changed(liverules.book[name])
+        liverules.book.on_change(name, changed)
+
+
+_rules_from_book()
 
 
 # -- agents ------------------------------------------------------------------------------

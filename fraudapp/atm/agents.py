@@ -12,6 +12,7 @@ from typing import Any
 
 from faust.types import EventT
 
+from fraudapp import liverules
 from fraudapp.alerts import make_alert
 from fraudapp.app import app, settings
 from fraudapp.atm.customers import enrichment
@@ -20,8 +21,18 @@ from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
 from fraudapp.outputs import guarded, send_alert, send_dead_letter
+from fraudapp.rulebook import RuleRecord
 
-rule = TravelRule(window_ms=settings.atm.window_ms, lateness_ms=settings.atm.lateness_ms)
+
+def travel_rule(record: RuleRecord) -> TravelRule:
+    """The rule as a version of the ``rules`` topic gives it."""
+    params = record.params
+    return TravelRule(
+        window_ms=params["window_ms"], lateness_ms=params["lateness_ms"], version=record.version
+    )
+
+
+rule = travel_rule(liverules.book[RULE_NAME])
 topics = settings.topics
 
 #: Transactions still inside window + lateness, per account (raw UTF-8 account id).
@@ -44,13 +55,14 @@ runner: KeyedRunner[Txn, AtmStep] = KeyedRunner(
     rekey_topic=txns_by_account,
     what="transaction",
 )
+liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(travel_rule(record)))
 
 
 def pair_alert(pair: TravelPair) -> dict[str, Any]:
     """One alert per pair, its id fixed by the account and the two transaction ids."""
     return make_alert(
         rule=RULE_NAME,
-        rule_version=rule.version,
+        rule_version=runner.rule.version,
         key=pair.account_id,
         event_time=pair.t2[0],
         identity=(pair.account_id, pair.t1[1], pair.t2[1]),

@@ -8,7 +8,7 @@ from faust.web import Request, Response, View
 
 from fraudapp.alerts import alert_id
 from fraudapp.app import app
-from fraudapp.atm.agents import accounts_state, rule
+from fraudapp.atm.agents import accounts_state, runner
 from fraudapp.atm.customers import customer
 from fraudapp.atm.detect import RULE_NAME, pairs_in
 from fraudapp.keyed import decode_state
@@ -26,7 +26,7 @@ def describe_account(account_id: str, state: dict[str, Any] | None) -> dict[str,
             "rule": RULE_NAME,
             **p.evidence(),
         }
-        for p in (pairs_in(account_id, state, rule) if state else [])
+        for p in (pairs_in(account_id, state, runner.rule) if state else [])
     ]
     return {
         "account_id": account_id,
@@ -50,7 +50,7 @@ class AccountState(View):
                     self,
                     404,
                     f"unknown account {account_id!r}: no customer record and no"
-                    f" transactions within the last {rule.retention_ms} ms of event time",
+                    f" transactions within the last {runner.rule.retention_ms} ms of event time",
                     partition=partition,
                 )
             return self.json(

@@ -15,6 +15,7 @@ from typing import Any
 
 from faust.types import EventT
 
+from fraudapp import liverules
 from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
 from fraudapp.alerts import make_alert
 from fraudapp.app import app, settings
@@ -23,14 +24,23 @@ from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
 from fraudapp.clicks.models import Click, decode_click
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
 from fraudapp.outputs import guarded, send_alert, send_dead_letter
+from fraudapp.rulebook import RuleRecord
 
 log = logging.getLogger(__name__)
 
-rule = BurstRule(
-    threshold=settings.click_burst.threshold,
-    window_ms=settings.click_burst.window_ms,
-    lateness_ms=settings.click_burst.lateness_ms,
-)
+
+def burst_rule(record: RuleRecord) -> BurstRule:
+    """The rule as a version of the ``rules`` topic gives it."""
+    params = record.params
+    return BurstRule(
+        threshold=params["threshold"],
+        window_ms=params["window_ms"],
+        lateness_ms=params["lateness_ms"],
+        version=record.version,
+    )
+
+
+rule = burst_rule(liverules.book[RULE_NAME])
 topics = settings.topics
 
 #: Session state, keyed by the raw UTF-8 session id, the same bytes the source
@@ -55,6 +65,7 @@ runner: KeyedRunner[Click, BurstStep] = KeyedRunner(
     rekey_topic=clicks_by_session,
     what="click",
 )
+liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(burst_rule(record)))
 
 
 async def handle(event: EventT) -> None:
@@ -74,7 +85,7 @@ async def handle(event: EventT) -> None:
         # Located when the alerted click is this one (not an earlier one it condemned).
         here = location_of(click) if finding.click_id == click.click_id else None
         await send_alert(key, finding_alert(finding, here))
-    reasons = [RULE_NAME] if result.fraud else []
+    reasons = [RULE_NAME] if result.fraud and liverules.counts(RULE_NAME) else []
     if result.duplicate and not result.replay:
         # The click again from a producer: counted once already, by every stage, so
         # only its verdict is repeated.
@@ -89,7 +100,7 @@ def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None)
     """One alert per fraudulent click; its id depends only on the click."""
     return make_alert(
         rule=RULE_NAME,
-        rule_version=rule.version,
+        rule_version=runner.rule.version,
         key=finding.session_id,
         event_time=finding.event_time,
         identity=(finding.session_id, finding.url, finding.click_id),

@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 from fraudapp.alerts import alert_id, now_ms
 from fraudapp.app import app, settings
 from fraudapp.badinput import BadInput
-from fraudapp.clicks.agents import clicks_topic, rule, sessions
+from fraudapp.clicks.agents import clicks_topic, runner, sessions
 from fraudapp.clicks.detect import RULE_NAME
 from fraudapp.clicks.models import click_from_dict
 from fraudapp.keyed import decode_state
@@ -117,7 +117,7 @@ class SessionState(View):
                     self,
                     404,
                     f"no clicks of session {session_id!r} within the last"
-                    f" {rule.retention_ms} ms of event time",
+                    f" {runner.rule.retention_ms} ms of event time",
                     partition=partition,
                 )
             return self.json(

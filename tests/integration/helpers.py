@@ -43,6 +43,8 @@ class AppSpace:
             "atm": f"{self.name}-atm-txns",
             "accounts": f"{self.name}-accounts",
             "blocklist": f"{self.name}-ip-blocklist",
+            "rules": f"{self.name}-rules",
+            "shadow": f"{self.name}-shadow-alerts",
         }
         self.env = {
             "FRAUDAPP_APP_ID": self.name,
@@ -54,6 +56,8 @@ class AppSpace:
             "ATM_TXNS_TOPIC": self.topics["atm"],
             "ACCOUNTS_TOPIC": self.topics["accounts"],
             "IP_BLOCKLIST_TOPIC": self.topics["blocklist"],
+            "RULES_TOPIC": self.topics["rules"],
+            "SHADOW_ALERTS_TOPIC": self.topics["shadow"],
             # Workers of one app share their tokens: a forwarded request keeps its own.
             "FRAUDAPP_API_TOKEN": secrets.token_urlsafe(24),
             "FRAUDAPP_INGEST_TOKEN": secrets.token_urlsafe(24),
@@ -61,7 +65,7 @@ class AppSpace:
         }
 
     def create_topics(self) -> None:
-        compacted = [self.topics["accounts"], self.topics["blocklist"]]
+        compacted = [self.topics["accounts"], self.topics["blocklist"], self.topics["rules"]]
         plain = [name for name in self.topics.values() if name not in compacted]
         asyncio.run(kafkaio.ensure_topics(self.bootstrap, plain, self.partitions))
         asyncio.run(

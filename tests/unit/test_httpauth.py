@@ -24,6 +24,7 @@ API, INGEST = "a" * 32, "i" * 32
         ("GET", "/sessions/s-1", Scope.API),
         ("GET", "/accounts/a-1", Scope.API),
         ("GET", "/campaigns/c/top", Scope.API),
+        ("GET", "/rules", Scope.API),
         ("GET", "/no/such/path", Scope.API),
         ("GET", "/clicks", Scope.API),
         ("POST", "/clicks", Scope.INGEST),

@@ -1,0 +1,97 @@
+"""The rule book of a running worker, changed live from the ``rules`` topic.
+
+Every worker reads the whole compacted ``rules`` topic as a GlobalTable (the same
+way as the customer records and the IP blocklist), so a change reaches each worker
+as it is written, without a restart. Each record is validated on arrival: a bad one
+goes to dead-letter and the version in force stays. Detectors subscribe to their
+rule's changes (:meth:`RuleBook.on_change`) and swap their parameters between two
+events; alerts are routed by the version in force when they are sent (live, shadow,
+or not at all when paused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from faust.types import EventT
+
+from fraudapp.app import app, internal_topic, settings
+from fraudapp.globaltable import TopicGlobalTable, reference_table
+from fraudapp.reference import tables_dir
+from fraudapp.rulebook import RuleBook, RuleError, decode, defaults
+from fraudapp.tablescan import scan_partition
+
+log = logging.getLogger(__name__)
+
+
+book = RuleBook(defaults(settings, tables_dir() / "rules.json"))
+_loaded = False
+
+
+def _apply(key: bytes | None, value: bytes | None, event: EventT | None) -> None:
+    try:
+        record = decode(value, key)
+        if book.apply(record):
+            log.info("rule %s v%s in force: %s", record.rule, record.version, record.as_dict())
+    except RuleError as error:
+        if event is None:  # from the local store: dead-lettered when it arrived
+            log.warning("refused rule record %r: %s", key, error.message)
+        else:
+            from fraudapp.badinput import BadInput
+            from fraudapp.outputs import send_dead_letter
+
+            # faust applies changelog batches synchronously: send in the background.
+            asyncio.ensure_future(send_dead_letter(event, BadInput(error.reason, error.message)))
+
+
+class RulesTable(TopicGlobalTable):
+    """The ``rules`` topic: each change is applied to the book as it arrives."""
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        events = list(batch)
+        super().apply_changelog_batch(events)
+        if _loaded:
+            for event in events:
+                _apply(event.message.key, event.message.value, event)
+
+
+rules_topic = internal_topic(settings.topics.rules, compacting=True)
+rules_table = reference_table(
+    app,
+    "rules",
+    rules_topic,
+    settings.partitions,
+    RulesTable,
+    options=settings.rocksdb.table_options(),
+)
+
+
+def current() -> RuleBook:
+    """The book, with what the local store already holds applied on first use (faust
+    replays only the topic's records newer than the store)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for partition in range(settings.partitions):
+            for key, value in scan_partition(rules_table, partition):
+                _apply(key, value, None)
+    return book
+
+
+def route(alert: dict[str, Any]) -> str | None:
+    """Where an alert goes: ``live``, ``shadow``, or None when its rule is paused;
+    the alert gains the rule's ``severity`` and whether to ``notify``."""
+    record = current()[alert["rule"]]
+    if not record.enabled:
+        return None
+    alert["severity"] = record.severity
+    alert["notify"] = record.notify and record.mode == "live"
+    return record.mode
+
+
+def counts(rule: str) -> bool:
+    """Whether ``rule``'s findings count as verdict reasons now (live and enabled)."""
+    return current()[rule].counts
