@@ -82,16 +82,10 @@ def current() -> RuleBook:
 
 
 def route(alert: dict[str, Any]) -> str | None:
-    """Where an alert goes: ``live``, ``shadow``, or None when its rule is paused;
-    the alert gains the rule's ``severity`` and whether to ``notify``."""
-    record = current()[alert["rule"]]
-    if not record.enabled:
-        return None
-    alert["severity"] = record.severity
-    alert["notify"] = record.notify and record.mode == "live"
-    return record.mode
+    """See :meth:`RuleBook.route`."""
+    return current().route(alert)
 
 
 def counts(rule: str) -> bool:
-    """Whether ``rule``'s findings count as verdict reasons now (live and enabled)."""
-    return current()[rule].counts
+    """See :meth:`RuleBook.counts`."""
+    return current().counts(rule)

@@ -263,6 +263,20 @@ class RuleBook:
             listener(record)
         return True
 
+    def route(self, alert: dict[str, Any]) -> str | None:
+        """Where an alert goes: ``live``, ``shadow``, or None when its rule is paused;
+        the alert gains the rule's ``severity`` and whether to ``notify``."""
+        record = self._records[alert["rule"]]
+        if not record.enabled:
+            return None
+        alert["severity"] = record.severity
+        alert["notify"] = record.notify and record.mode == "live"
+        return record.mode
+
+    def counts(self, rule: str) -> bool:
+        """Whether ``rule``'s findings count as verdict reasons now (live and enabled)."""
+        return self._records[rule].counts
+
     def apply_all(self, records: Iterable[RuleRecord]) -> None:
         for record in records:
             try:

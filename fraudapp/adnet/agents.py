@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Generic, TypeVar
@@ -29,14 +28,22 @@ import orjson
 from faust.types import EventT
 
 from fraudapp import liverules, metrics
-from fraudapp.adnet.area import AreaCounts, AreaGrid, LocationRule
+from fraudapp.adnet.alerting import (
+    HEAVY,
+    LOCATION,
+    check_alert,
+    heavy_alert,
+    location_alert,
+    source_alert,
+)
+from fraudapp.adnet.area import AreaGrid, LocationRule
 from fraudapp.adnet.blocklist import Blocklist, BlocklistError, load_blocklist
-from fraudapp.adnet.envelope import Checked, verdict
+from fraudapp.adnet.envelope import Checked, place, verdict
 from fraudapp.adnet.geoip import load_geoip
-from fraudapp.adnet.heavy import CampaignHitters, HeavyHitterRule
+from fraudapp.adnet.heavy import HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
-from fraudapp.alerts import make_alert
+from fraudapp.adnet.stages import CHECKPOINT_S, AreaPartition, CampaignPartition
 from fraudapp.app import app, internal_topic, output_topic, settings
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
@@ -51,8 +58,6 @@ from fraudapp.tablescan import scan_partition
 log = logging.getLogger(__name__)
 
 BLOCKLIST = "ip_blocklist"
-LOCATION = "suspicious_location"
-HEAVY = "heavy_hitter"
 
 config = settings.adnet
 topics = settings.topics
@@ -192,13 +197,7 @@ def blocklist() -> Blocklist:
 
 def locate(checked: Checked) -> None:
     """The click's own coordinates, else its IP's from the geo-IP table."""
-    click = checked.click
-    if click.lat is not None and click.lon is not None:
-        checked.lat, checked.lon, checked.located_by = click.lat, click.lon, "click"
-    elif click.ip:
-        point = geoip.lookup(click.ip)
-        if point is not None:
-            checked.lat, checked.lon, checked.located_by = point.lat, point.lon, "geoip"
+    place(checked, geoip)
 
 
 def location_of(click: Click) -> dict[str, Any] | None:
@@ -273,15 +272,7 @@ async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
 async def _alert(
     rule: str, key: str, checked: Checked, identity: tuple[str, ...], evidence: dict[str, Any]
 ) -> None:
-    click = checked.click
-    alert = make_alert(
-        rule=rule,
-        rule_version=liverules.book[rule].version,
-        key=key,
-        event_time=click.timestamp,
-        identity=(key, *identity),
-        evidence={"session_id": click.session_id, "location": checked.location(), **evidence},
-    )
+    alert = check_alert(rule, liverules.book[rule].version, key, checked, identity, evidence)
     await send_alert(key, alert, checked.received)
 
 
@@ -310,20 +301,7 @@ async def source_stage(partition: int, key: str, checked: Checked) -> None:
         for finding in result.findings:
             await send_alert(
                 source,
-                make_alert(
-                    rule=finding.rule,
-                    rule_version=liverules.book[finding.rule].version,
-                    key=source,
-                    event_time=finding.event_time,
-                    identity=(source, finding.click_id),
-                    evidence={
-                        **finding.evidence(),
-                        # Where the click is the one at hand (not one it condemned late).
-                        "location": checked.location()
-                        if finding.click_id == click.click_id
-                        else None,
-                    },
-                ),
+                source_alert(finding, source, liverules.book[finding.rule].version, checked),
                 checked.received,
             )
         if result.replay:
@@ -364,86 +342,33 @@ source_partitions = PerPartition(
 
 # -- stage 3: campaign -----------------------------------------------------------------
 
-SEP = "\x1f"
+
+def _campaign_partition(partition: int) -> CampaignPartition:
+    return CampaignPartition(
+        partition,
+        campaign_table,
+        lambda: heavy_rule,
+        config.lateness_ms,
+        scan_partition(campaign_table, partition),
+        request_flush=_request_flush,
+    )
 
 
-#: Seconds between writes of a changed sketch to the table (see CampaignPartition).
-CHECKPOINT_S = 1.0
+def _request_flush(state: CampaignPartition) -> None:
+    """Write the last changes within a checkpoint interval even if no click comes: a
+    flush record to the partition (table writes must happen on one of its events)."""
 
-
-class CampaignPartition:
-    """One partition's campaigns, decoded in memory, checkpointed bucket by bucket.
-
-    A bucket's sketches serialise to up to ~12 KB each, too much to write to the
-    changelog per click; changed buckets are written at most once per
-    ``CHECKPOINT_S`` instead. A worker that dies loses at most that last second of
-    counts (the check then under-counts, which can delay a finding, never invent one).
-    Which sources were already alerted per bucket is written with them, so a
-    partition that moves to another worker does not alert them again.
-    """
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-        self.campaigns: dict[str, CampaignHitters] = {}
-        self.alerted: set[tuple[str, str, str, int]] = set()
-        self.dirty: set[tuple[str, int]] = set()
-        self.checkpointed = time.monotonic()
-        self.flush_due = False
-        for key, value in scan_partition(campaign_table, partition):
-            campaign, bucket, *marks = key.decode("utf-8").split(SEP)
-            if marks:
-                self.alerted.update(
-                    (campaign, kind, source, int(bucket)) for kind, source in orjson.loads(value)
-                )
-            else:
-                self.hitters(campaign).load_bucket(int(bucket), value)
-
-    def checkpoint(self, force: bool = False) -> None:
-        """Write changed buckets; only from an event of this partition (faust writes
-        a table's changelog to the current event's partition). When it is not yet
-        time, a flush record is sent to the partition for then, so that the last
-        changes are written even if no other click comes."""
-        now = time.monotonic()
-        if not self.dirty:
-            return
-        if not force and now - self.checkpointed < CHECKPOINT_S:
-            if not self.flush_due:
-                self.flush_due = True
-                asyncio.get_running_loop().call_later(CHECKPOINT_S, self._request_flush)
-            return
-        self.checkpointed = now
-        for campaign, bucket in self.dirty:
-            hitters = self.campaigns.get(campaign)
-            if hitters is not None and bucket in hitters.bucket_keys():
-                campaign_table[f"{campaign}{SEP}{bucket}".encode()] = hitters.dump_bucket(bucket)
-                marks = sorted(
-                    [kind, source]
-                    for c, kind, source, b in self.alerted
-                    if c == campaign and b == bucket
-                )
-                if marks:
-                    campaign_table[_marks_key(campaign, bucket)] = orjson.dumps(marks)
-        self.dirty.clear()
-
-    def _request_flush(self) -> None:
-        self.flush_due = False
-        if self.dirty and campaign_partitions.get(self.partition) is self:
+    def flush() -> None:
+        state.flush_due = False
+        if state.dirty and campaign_partitions.get(state.partition) is state:
             asyncio.ensure_future(
-                stage_topics["campaign"].send(key=FLUSH, value=FLUSH, partition=self.partition)
+                stage_topics["campaign"].send(key=FLUSH, value=FLUSH, partition=state.partition)
             )
 
-    def hitters(self, campaign: str) -> CampaignHitters:
-        hitters = self.campaigns.get(campaign)
-        if hitters is None:
-            hitters = self.campaigns[campaign] = CampaignHitters(heavy_rule)
-        return hitters
+    asyncio.get_running_loop().call_later(CHECKPOINT_S, flush)
 
 
-campaign_partitions = PerPartition(CampaignPartition)
-
-
-def _marks_key(campaign: str, bucket: int) -> bytes:
-    return f"{campaign}{SEP}{bucket}{SEP}alerted".encode()
+campaign_partitions = PerPartition(_campaign_partition)
 
 
 #: Key and value of the record that asks a campaign partition to write its sketches.
@@ -464,118 +389,33 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
     click = checked.click
     campaign = click.campaign_id or ""
     state = campaign_partitions[partition]
-    hitters = state.hitters(campaign)
     sources = {k: v for k, v in {"ip": click.ip, "device": click.device_id}.items() if v}
-    bucket = hitters.bucket_of(click.timestamp)
-    if checked.repeat:
-        # Counted when first read; its alerts may not have left, so they go again.
-        findings = hitters.judge(click.timestamp, sources)
-    else:
-        findings = hitters.add(click.timestamp, sources)
-        state.dirty.add((campaign, bucket))
-    for finding in findings:
+    findings, to_alert = state.observe(campaign, click.timestamp, sources, checked.repeat)
+    if findings:
+        # Each click of a heavy source is marked in its verdict; alerted once a bucket.
         fire(checked, HEAVY)
-        # One alert per source per bucket: each of its clicks is marked in its verdict.
-        mark = (campaign, finding.kind, finding.source, bucket)
-        if mark in state.alerted and not checked.repeat:
-            continue
-        state.alerted.add(mark)
-        state.dirty.add((campaign, bucket))
+    for finding, bucket in to_alert:
         await send_alert(
             campaign,
-            make_alert(
-                rule=HEAVY,
-                rule_version=liverules.book[HEAVY].version,
-                key=campaign,
-                event_time=click.timestamp,
-                identity=(campaign, finding.kind, finding.source, str(bucket)),
-                evidence={
-                    "campaign_id": campaign,
-                    "click_id": click.click_id,
-                    "location": checked.location(),
-                    **finding.evidence(),
-                },
-            ),
+            heavy_alert(finding, campaign, bucket, checked, liverules.book[HEAVY].version),
             checked.received,
         )
-    _expire_campaign(state, campaign, hitters, click.timestamp)
     state.checkpoint()
     await advance(checked, "campaign", partition)
-
-
-def _expire_campaign(
-    state: CampaignPartition, campaign: str, hitters: CampaignHitters, t: int
-) -> None:
-    latest = hitters.latest_time() or t
-    horizon = latest - heavy_rule.window_ms - config.lateness_ms
-    before = set(hitters.bucket_keys())
-    if before and min(before) >= horizon:
-        return
-    left = hitters.expire(horizon)
-    for bucket in before - set(hitters.bucket_keys()):
-        campaign_table.pop(f"{campaign}{SEP}{bucket}".encode(), None)
-        campaign_table.pop(_marks_key(campaign, bucket), None)
-        state.dirty.discard((campaign, bucket))
-    state.alerted = {mark for mark in state.alerted if mark[3] >= horizon}
-    if not left:
-        state.campaigns.pop(campaign, None)
 
 
 # -- stage 4: area ---------------------------------------------------------------------
 
 
-class AreaPartition:
-    """One partition's regions: per region, the counts of the cells it can see."""
-
-    def __init__(self, partition: int) -> None:
-        self.regions: dict[str, AreaCounts] = {}
-        self.watermark = 0
-        self.next_sweep = 0
-        for key, value in scan_partition(area_table, partition):
-            region, cell = key.decode("utf-8").split(SEP, 1)
-            self.counts(region).load_cell(cell, orjson.loads(value))
-
-    def counts(self, region: str) -> AreaCounts:
-        counts = self.regions.get(region)
-        if counts is None:
-            counts = self.regions[region] = AreaCounts(
-                grid, window_ms=location_rule.window_ms, bucket_ms=location_rule.bucket_ms
-            )
-        return counts
-
-    def too_late(self, t: int) -> bool:
-        """Older buckets of its window may be expired already: it would see too few."""
-        return t < self.watermark - config.lateness_ms
-
-    def record(self, region: str, cell: str, t: int, fraud: bool) -> AreaCounts:
-        counts = self.counts(region)
-        counts.add(cell, t, fraud)
-        _persist_cell(counts, region, cell)
-        if t > self.watermark:
-            self.watermark = t
-        if self.watermark >= self.next_sweep:
-            self.sweep()
-        return counts
-
-    def sweep(self) -> None:
-        """Drop buckets that left every window; runs once per bucket of event time."""
-        horizon = self.watermark - location_rule.window_ms - config.lateness_ms
-        for region, counts in list(self.regions.items()):
-            for cell in counts.expire(horizon):
-                _persist_cell(counts, region, cell)
-        self.next_sweep = self.watermark + location_rule.bucket_ms
-
-
-def _persist_cell(counts: AreaCounts, region: str, cell: str) -> None:
-    key = f"{region}{SEP}{cell}".encode()
-    state = counts.cell_state(cell)
-    if state is None:
-        area_table.pop(key, None)
-    else:
-        area_table[key] = orjson.dumps(state)
-
-
-area_partitions = PerPartition(AreaPartition)
+area_partitions = PerPartition(
+    lambda partition: AreaPartition(
+        area_table,
+        grid,
+        lambda: location_rule,
+        config.lateness_ms,
+        scan_partition(area_table, partition),
+    )
+)
 
 
 async def on_area(event: EventT) -> None:
@@ -590,10 +430,7 @@ async def on_area(event: EventT) -> None:
 
 
 def contribute(partition: int, region: str, cell: str, t: int, fraud: bool) -> None:
-    """A click of a neighbouring region, counted here (it is judged in its own)."""
-    state = area_partitions[partition]
-    if not state.too_late(t):
-        state.record(region, cell, t, fraud)
+    area_partitions[partition].contribute(region, cell, t, fraud)
 
 
 async def area_stage(partition: int, region: str, checked: Checked) -> None:
@@ -614,27 +451,16 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
         clicks, frauds = counts.totals(cell, t)
         if location_rule.fires(clicks, frauds):
             fire(checked, LOCATION)
-            await _alert(
-                LOCATION,
-                cell,
+            alert = location_alert(
                 checked,
-                (click.click_id,),
-                {
-                    "click_id": click.click_id,
-                    "lat": checked.lat,
-                    "lon": checked.lon,
-                    "located_by": checked.located_by,
-                    "cell": cell,
-                    "clicks_nearby": clicks,
-                    "fraud_nearby": frauds,
-                    "fraud_share": round(frauds / clicks, 4),
-                    "threshold": location_rule.threshold,
-                    "min_clicks": location_rule.min_clicks,
-                    "radius_km": location_rule.radius_km,
-                    "max_reach_km": round(grid.max_reach_km, 1),
-                    "window_ms": location_rule.window_ms,
-                },
+                cell,
+                clicks,
+                frauds,
+                location_rule,
+                grid,
+                liverules.book[LOCATION].version,
             )
+            await send_alert(cell, alert, checked.received)
         contribution = orjson.dumps({"contribution": [cell, t, fraud]})
         for other in [] if checked.repeat else grid.regions_reached(cell):
             if other == region:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from fraudapp.adnet.geoip import GeoIpTable
 from fraudapp.clicks.models import Click
 
 CLICK_FIELDS = Click.__slots__  # type: ignore[attr-defined]
@@ -77,6 +78,17 @@ class Checked:
             received=data.get("received"),
             repeat=bool(data.get("repeat")),
         )
+
+
+def place(checked: Checked, geoip: GeoIpTable) -> None:
+    """The click's own coordinates, else its IP's from the geo-IP table."""
+    click = checked.click
+    if click.lat is not None and click.lon is not None:
+        checked.lat, checked.lon, checked.located_by = click.lat, click.lon, "click"
+    elif click.ip:
+        point = geoip.lookup(click.ip)
+        if point is not None:
+            checked.lat, checked.lon, checked.located_by = point.lat, point.lon, "geoip"
 
 
 def risk_score(reasons: list[str], weights: dict[str, float]) -> float:

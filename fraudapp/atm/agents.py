@@ -13,10 +13,9 @@ from typing import Any
 from faust.types import EventT
 
 from fraudapp import liverules
-from fraudapp.alerts import make_alert
 from fraudapp.app import app, settings
 from fraudapp.atm.customers import enrichment
-from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule
+from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule, travel_alert
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
@@ -59,15 +58,7 @@ liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(travel_rule(r
 
 
 def pair_alert(pair: TravelPair) -> dict[str, Any]:
-    """One alert per pair, its id fixed by the account and the two transaction ids."""
-    return make_alert(
-        rule=RULE_NAME,
-        rule_version=runner.rule.version,
-        key=pair.account_id,
-        event_time=pair.t2[0],
-        identity=(pair.account_id, pair.t1[1], pair.t2[1]),
-        evidence={**pair.evidence(), **enrichment(pair.account_id)},
-    )
+    return travel_alert(pair, runner.rule.version, enrichment(pair.account_id))
 
 
 async def handle(event: EventT) -> None:

@@ -13,9 +13,8 @@ from typing import Any
 import orjson
 
 from fraudapp.app import app, internal_topic, settings
+from fraudapp.atm.detect import customer_evidence
 from fraudapp.globaltable import TopicGlobalTable, reference_table
-
-CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "address", "country")
 
 accounts_topic = internal_topic(settings.topics.accounts, compacting=True)
 customers = reference_table(
@@ -42,12 +41,4 @@ def customer(account_id: str) -> dict[str, Any] | None:
 
 def enrichment(account_id: str) -> dict[str, Any]:
     """Customer fields for an alert, flat and prefixed like the seed's enriched stream."""
-    record = customer(account_id)
-    if record is None:
-        return {"customer_known": False}
-    first, last = record.get("first_name") or "", record.get("last_name") or ""
-    return {
-        "customer_known": True,
-        "customer_name": f"{first} {last}".strip(),
-        **{f"customer_{name}": record.get(name) for name in CUSTOMER_FIELDS},
-    }
+    return customer_evidence(customer(account_id))

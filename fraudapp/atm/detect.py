@@ -25,6 +25,7 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraudapp.alerts import make_alert
 from fraudapp.atm.models import Txn
 from fraudapp.geo import geo_distance_km, java_double_str
 
@@ -163,3 +164,32 @@ def pairs_in(account_id: str, state: AccountState, rule: TravelRule) -> list[Tra
             if elapsed > 0 and (first[2] != second[2] or first[3] != second[3]):
                 pairs.append(TravelPair(account_id, tuple(first), tuple(second)))
     return pairs
+
+
+CUSTOMER_FIELDS = ("first_name", "last_name", "email", "phone", "address", "country")
+
+
+def customer_evidence(record: dict[str, Any] | None) -> dict[str, Any]:
+    """Customer fields for an alert, flat and prefixed like the seed's enriched stream
+    (a left join: an unknown account still gets its alert)."""
+    if record is None:
+        return {"customer_known": False}
+    first, last = record.get("first_name") or "", record.get("last_name") or ""
+    return {
+        "customer_known": True,
+        "customer_name": f"{first} {last}".strip(),
+        **{f"customer_{name}": record.get(name) for name in CUSTOMER_FIELDS},
+    }
+
+
+def travel_alert(pair: TravelPair, version: int, customer: dict[str, Any]) -> dict[str, Any]:
+    """One alert per pair, its id fixed by the account and the two transaction ids;
+    ``customer`` is the enrichment (the account's record) laid beside the evidence."""
+    return make_alert(
+        rule=RULE_NAME,
+        rule_version=version,
+        key=pair.account_id,
+        event_time=pair.t2[0],
+        identity=(pair.account_id, pair.t1[1], pair.t2[1]),
+        evidence={**pair.evidence(), **customer},
+    )

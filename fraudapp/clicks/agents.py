@@ -17,10 +17,9 @@ from faust.types import EventT
 
 from fraudapp import liverules
 from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
-from fraudapp.alerts import make_alert
 from fraudapp.app import app, settings
 from fraudapp.badinput import BadInput
-from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep
+from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep, burst_alert
 from fraudapp.clicks.models import Click, decode_click
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
 from fraudapp.outputs import guarded, send_alert, send_dead_letter
@@ -97,15 +96,7 @@ async def handle(event: EventT) -> None:
 
 
 def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One alert per fraudulent click; its id depends only on the click."""
-    return make_alert(
-        rule=RULE_NAME,
-        rule_version=runner.rule.version,
-        key=finding.session_id,
-        event_time=finding.event_time,
-        identity=(finding.session_id, finding.url, finding.click_id),
-        evidence={**finding.evidence(), "location": location},
-    )
+    return burst_alert(finding, runner.rule.version, location)
 
 
 @app.on_partitions_revoked.connect

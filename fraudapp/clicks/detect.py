@@ -31,6 +31,7 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraudapp.alerts import make_alert
 from fraudapp.clicks.models import Click
 
 RULE_NAME = "click_burst"
@@ -210,3 +211,17 @@ def prune(state: SessionState, horizon: int) -> SessionState | None:
 def latest_time(state: SessionState) -> int:
     """The newest event time in the state: when the whole session may expire."""
     return max(entries[-1][0] for entries in state["urls"].values())
+
+
+def burst_alert(
+    finding: BurstFinding, version: int, location: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One alert per fraudulent click; its id depends only on the click."""
+    return make_alert(
+        rule=RULE_NAME,
+        rule_version=version,
+        key=finding.session_id,
+        event_time=finding.event_time,
+        identity=(finding.session_id, finding.url, finding.click_id),
+        evidence={**finding.evidence(), "location": location},
+    )
