@@ -1,4 +1,5 @@
-"""``fraudapp`` command line: demo, broker, topics, generate, load, block, rules.
+"""``fraudapp`` command line: demo, broker, topics, generate, load, block, rules,
+replay.
 
 The worker itself is started the faust way (``faust -A fraudapp.app worker``);
 these commands are the chores around it.
@@ -20,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from fraudapp import kafkaio, rulescli
+from fraudapp import kafkaio, replaycli, rulescli
 from fraudapp.reference import tables_dir
 from fraudapp.settings import Settings
 
@@ -444,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=cmd_load)
 
     rulescli.add_parser(sub)
+    replaycli.add_parser(sub)
     return parser
 
 
