@@ -127,6 +127,16 @@ def as_oracle_row(txn: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def wait_for(check: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """``check()``'s first truthy answer, or its last one after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
 def metric(worker: WorkerProcess, name: str) -> float | None:
     """The sum of one of the worker's /metrics series, None if it cannot say."""
     try:

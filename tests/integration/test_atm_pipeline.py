@@ -5,7 +5,6 @@ example, enrichment and its update, the account view, and webhook notifications.
 from __future__ import annotations
 
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,18 +16,11 @@ from fraudapp.atm.oracle import expected_pairs
 from fraudapp.reference import load_accounts
 from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, as_oracle_row, free_port, running
+from tests.integration.helpers import AppSpace, as_oracle_row, free_port, running, wait_for
 from tests.integration.webhook import FlakyWebhook
 from tests.unit.test_atm import BLOG, BLOG_ROWTIMES
 
 T0 = 1_767_225_600_000
-
-
-def wait_for(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return result
 
 
 def test_5000_out_of_order_transactions_give_the_oracles_pairs(

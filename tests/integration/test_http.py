@@ -11,18 +11,9 @@ import pytest
 
 from fraudapp.storage import RocksDBBudget
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, running, wait_for
 
 T0 = 1_767_225_600_000
-
-
-def wait_for(check, timeout: float = 30.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")

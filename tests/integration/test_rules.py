@@ -17,18 +17,11 @@ import pytest
 
 from fraudapp.partitioning import partition_for
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from tests.integration.helpers import AppSpace, running, wait_for
 
 pytestmark = pytest.mark.integration
 
 SESSIONS = 24
-
-
-def wait_for(check, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(interval)
-    return result
 
 
 def bursts(prefix: str, clicks_each: int) -> list[dict[str, Any]]:

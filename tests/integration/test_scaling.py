@@ -26,19 +26,12 @@ from fraudapp.clicks.generate import FARM_CAMPAIGN, arrival_order, generate_clic
 from fraudapp.clicks.oracle import fraudulent_click_ids
 from fraudapp.reference import tables_dir
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
+from tests.integration.helpers import AppSpace, as_oracle_row, metric, running, wait_for
 
 pytestmark = pytest.mark.integration
 
 CLICKS = 6_000
 TXNS = 1_500
-
-
-def wait_for(check, timeout: float = 60.0, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while not (result := check()) and time.monotonic() < deadline:
-        time.sleep(interval)
-    return result
 
 
 def settled(workers: list[WorkerProcess]) -> bool:

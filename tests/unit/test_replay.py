@@ -20,7 +20,7 @@ from fraudapp.replay import Backtest, Outcome, run
 from fraudapp.replaycli import scores
 from fraudapp.rulebook import defaults
 from fraudapp.settings import Settings
-from fraudapp.timeparse import parse_event_time
+from tests.integration.helpers import as_oracle_row
 
 SETTINGS = Settings()
 RULES = defaults(SETTINGS, tables_dir() / "rules.json")
@@ -53,16 +53,7 @@ def test_the_exact_click_checks_equal_their_oracles(clicks: list[dict]) -> None:
 def test_atm_pairs_equal_the_oracle() -> None:
     txns = generate_txns(1_500, seed=73)
     outcome = replayed(txns)
-    rows = [
-        {
-            "account_id": t["account_id"],
-            "transaction_id": t["transaction_id"],
-            "lat": float(t["location"]["lat"]),
-            "lon": float(t["location"]["lon"]),
-            "timestamp": parse_event_time(t["timestamp"]),
-        }
-        for t in txns
-    ]
+    rows = [as_oracle_row(t) for t in txns]
     got = {
         (a["account_id"], a["t1_transaction_id"], a["t2_transaction_id"]) for a in outcome.alerts
     }
