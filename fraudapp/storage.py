@@ -69,8 +69,8 @@ def databases_of(table: Any) -> Iterator[tuple[int, Any]]:
 
 def memory_of(tables: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, str, int]]:
     """(table, kind, bytes) summed over each table's open partitions, for the kinds of
-    :data:`MEMORY_PROPERTIES` and ``sst`` (bytes on disk in sorted tables); tables with
-no database open here are left out."""
+    :data:`MEMORY_PROPERTIES` and ``sst`` (bytes on disk in sorted tables); tables
+    with no database open here are left out."""
     for name, table in tables:
         databases = list(databases_of(table))
         if not databases:
