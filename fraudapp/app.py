@@ -113,6 +113,7 @@ from fraudapp.atm import agents as _atm_agents  # noqa: E402,F401
 from fraudapp.atm import views as _atm_views  # noqa: E402,F401
 from fraudapp.clicks import agents as _click_agents  # noqa: E402,F401
 from fraudapp.clicks import views as _click_views  # noqa: E402,F401
+from fraudapp.web import alerts_view as _alerts_view  # noqa: E402,F401
 from fraudapp.web import dashboard as _dashboard  # noqa: E402,F401
 from fraudapp.web import metrics_view as _metrics_view  # noqa: E402,F401
 from fraudapp.web import rules_view as _rules_view  # noqa: E402,F401

@@ -16,31 +16,13 @@ from faust.types import EventT
 
 from fraudapp.badinput import late_event
 from fraudapp.keyed import KeyedPartition, KeyedRule
+from fraudapp.origin import ORIGIN_HEADER, origin_of
 from fraudapp.outputs import send_dead_letter
 from fraudapp.partitioning import partition_for
 from fraudapp.tablescan import scan_partition
 
 E = TypeVar("E")
 R = TypeVar("R")
-
-#: Header a re-keyed record carries: the origin of the record it was re-keyed from.
-ORIGIN_HEADER = "fraudapp-origin"
-
-
-def origin_of(event: EventT) -> str:
-    """Where this delivery was first read: ``partition:offset`` on the source topic.
-
-    Re-keyed records keep their source record's origin (a header), so a source record
-    re-read after a crash and re-keyed again is still known for the same delivery.
-    """
-    message = event.message
-    headers = message.headers
-    if headers:
-        items = headers.items() if isinstance(headers, dict) else headers
-        for name, value in items:
-            if name == ORIGIN_HEADER and value:
-                return bytes(value).decode("ascii", "replace")
-    return f"{message.partition}:{message.offset}"
 
 
 class KeyedRunner(Generic[E, R]):

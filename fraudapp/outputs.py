@@ -10,17 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import faust
 import orjson
 from faust.types import EventT
 
-from fraudapp import alerts, liverules, metrics
+from fraudapp import alertindex, alerts, liverules, metrics
 from fraudapp.app import alerts_topic, dead_letter_topic, output_topic, outputs_declared, settings
 from fraudapp.badinput import BadInput
+from fraudapp.origin import origin_of
 
 log = logging.getLogger(__name__)
+
+#: The input record whose handling is under way (a click's or a transaction's, also at
+#: later stages): its topic and ``partition:offset``, named by the alerts it raises.
+raised_by: ContextVar[dict[str, str] | None] = ContextVar("raised_by", default=None)
 
 shadow_alerts_topic = output_topic(settings.topics.shadow_alerts)
 
@@ -53,10 +59,14 @@ async def send_alert(
     traffic, never notifying) or nowhere (paused)."""
     mode = liverules.route(alert)
     if mode == "live":
-        await send_json(alerts_topic, key, alert)
+        topic = alerts_topic
         metrics.alert_sent(alert["rule"], received)
     elif mode == "shadow":
-        await send_json(shadow_alerts_topic, key, alert)
+        topic = shadow_alerts_topic
+    else:
+        return
+    await send_json(topic, key, alert)
+    await alertindex.index(alert, topic.get_topic_name(), raised_by.get())
 
 
 async def send_dead_letter(event: EventT, error: BadInput) -> None:
@@ -88,6 +98,7 @@ async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) ->
     ``internal_error``, with the exception) instead of killing the agent, so one
     poisonous record can neither stop a worker nor vanish."""
     metrics.event_in(event.message.topic)
+    raised_by.set({"topic": event.message.topic, "at": origin_of(event)})
     liverules.current()
     try:
         await handle(event)

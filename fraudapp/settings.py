@@ -257,6 +257,8 @@ class Settings:
     #: load). Kafka Streams defaults its producers to 100 ms for the same reason.
     producer_linger_ms: float = 50.0
     max_record_bytes: int = 64 * 1024
+    #: How long (event time) ``GET /alerts/{id}`` can find an alert; 0 keeps no index.
+    alert_index_retention_ms: int = 3_600_000
     api_token: str | None = None
     ingest_token: str | None = None
     topics: Topics = field(default_factory=Topics)
@@ -293,6 +295,9 @@ class Settings:
             producer_linger_ms=_float(env, "PRODUCER_LINGER_MS", d.producer_linger_ms),
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
+            ),
+            alert_index_retention_ms=_int(
+                env, "ALERT_INDEX_RETENTION_MS", d.alert_index_retention_ms, minimum=0
             ),
             api_token=_token(env, "FRAUDAPP_API_TOKEN"),
             ingest_token=_token(env, "FRAUDAPP_INGEST_TOKEN"),

@@ -49,7 +49,7 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
-from fraudapp.outputs import guarded, send_alert, send_dead_letter, send_json
+from fraudapp.outputs import guarded, raised_by, send_alert, send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
 from fraudapp.reference import tables_dir
 from fraudapp.rulebook import RuleRecord
@@ -276,6 +276,12 @@ async def _alert(
     await send_alert(key, alert, checked.received)
 
 
+def _raised_by(checked: Checked) -> None:
+    """Alerts of a later stage name the click's own record, not the stage topic's."""
+    if checked.click.origin:
+        raised_by.set({"topic": topics.clicks, "at": checked.click.origin})
+
+
 # -- stage 2: source -------------------------------------------------------------------
 
 
@@ -287,6 +293,7 @@ async def on_source(event: EventT) -> None:
 
 
 async def source_stage(partition: int, key: str, checked: Checked) -> None:
+    _raised_by(checked)
     click = checked.click
     outcome = source_partitions[partition].process(click)
     if outcome.result is None:
@@ -386,6 +393,7 @@ async def on_campaign(event: EventT) -> None:
 
 
 async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
+    _raised_by(checked)
     click = checked.click
     campaign = click.campaign_id or ""
     state = campaign_partitions[partition]
@@ -434,6 +442,7 @@ def contribute(partition: int, region: str, cell: str, t: int, fraud: bool) -> N
 
 
 async def area_stage(partition: int, region: str, checked: Checked) -> None:
+    _raised_by(checked)
     state = area_partitions[partition]
     click = checked.click
     assert checked.lat is not None and checked.lon is not None

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import fraudapp.app  # noqa: F401  (the app first: it loads the domain modules in order)
 from fraudapp import outputs
 
 

@@ -25,6 +25,7 @@ API, INGEST = "a" * 32, "i" * 32
         ("GET", "/accounts/a-1", Scope.API),
         ("GET", "/campaigns/c/top", Scope.API),
         ("GET", "/rules", Scope.API),
+        ("GET", "/alerts/a-1", Scope.API),
         ("GET", "/no/such/path", Scope.API),
         ("GET", "/clicks", Scope.API),
         ("POST", "/clicks", Scope.INGEST),

@@ -1,0 +1,109 @@
+"""Alerts by id, so that ``GET /alerts/{alert_id}`` explains one from any worker.
+
+An alert travels on ``alerts`` keyed by what it is about (a session, a source, an
+account), so its id alone does not say where it is. Each alert sent is therefore
+also written, keyed by its id, to an internal topic whose partitions follow the id;
+an agent keeps them in a changelogged RocksDB table on the same partitions, so the
+keyed-view routing finds the owner like any other key. Entries expire with event
+time (``ALERT_INDEX_RETENTION_MS``, default an hour; 0 turns the index off), through
+the same keyed-partition shell as the rules' state, so the index stays bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from faust.types import EventT
+
+from fraudapp.app import app, internal_topic, settings
+from fraudapp.keyed import KeyedPartition
+from fraudapp.partitioning import partition_for
+from fraudapp.tablescan import scan_partition
+
+IndexEntry = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertIndexRule:
+    """The index as a keyed rule: the state of an id is its alert, kept ``retention_ms``
+    of event time behind the partition's newest alert."""
+
+    retention_ms: int
+
+    @property
+    def lateness_ms(self) -> int:
+        return self.retention_ms
+
+    def key(self, entry: IndexEntry) -> bytes:
+        return entry["alert"]["alert_id"].encode("utf-8")
+
+    def event_time(self, entry: IndexEntry) -> int:
+        return int(entry["alert"]["event_time"])
+
+    def apply(self, state: IndexEntry | None, entry: IndexEntry) -> tuple[IndexEntry, None]:
+        return entry, None
+
+    def prune(self, state: IndexEntry, horizon: int) -> IndexEntry | None:
+        return state if self.latest_time(state) >= horizon else None
+
+    def latest_time(self, state: IndexEntry) -> int:
+        return int(state["alert"]["event_time"])
+
+    def seen(self, state: IndexEntry, entry: IndexEntry) -> bool:
+        return True
+
+
+index_topic = internal_topic(f"{settings.app_id}-alert-index")
+alert_index = app.Table(
+    "alert-index",
+    partitions=settings.partitions,
+    key_type=bytes,
+    value_type=bytes,
+    options=settings.rocksdb.table_options(),
+)
+rule = AlertIndexRule(settings.alert_index_retention_ms)
+_partitions: dict[int, KeyedPartition[IndexEntry, None]] = {}
+
+
+async def index(alert: dict[str, Any], topic: str, origin: dict[str, str] | None) -> None:
+    """Queue one sent alert for the index, with where it went and which record
+    raised it (``partition:offset`` of the input record)."""
+
+    if not settings.alert_index_retention_ms:
+        return
+    raw_id = alert["alert_id"].encode("utf-8")
+    entry = {"alert": alert, "topic": topic, "raised_by": origin}
+    await index_topic.send(
+        key=raw_id,
+        value=orjson.dumps(entry),
+        partition=partition_for(raw_id, settings.partitions),
+    )
+
+
+def _partition(number: int) -> KeyedPartition[IndexEntry, None]:
+    processor = _partitions.get(number)
+    if processor is None:
+        seed = scan_partition(alert_index, number)
+        processor = _partitions[number] = KeyedPartition(rule, alert_index, seed)
+    return processor
+
+
+@app.on_partitions_revoked.connect
+async def _forget(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+    _partitions.clear()
+
+
+async def _store(event: EventT) -> None:
+
+    _partition(event.message.partition).process(orjson.loads(event.message.value))
+
+
+@app.agent(index_topic, name="alert-index")
+async def keep_alerts(stream: Any) -> None:
+    """Each sent alert into the table, on its id's partition."""
+    from fraudapp.outputs import guarded
+
+    async for event in stream.events():
+        await guarded(event, _store)
