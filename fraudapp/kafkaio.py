@@ -137,13 +137,26 @@ async def consume_json(
     return out
 
 
-async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
-    """Every record of ``topic`` from the start to its end offsets as they were when
-    asked (a compacted topic's current state, read outside any consumer group)."""
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 60.0,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    partitions: Iterable[int] | None = None,
+) -> list[Any]:
+    """The records of ``topic`` from the start (or offset ``start``) to its end offsets
+    as they were when asked (or ``end``, exclusive), in every partition or those
+    given: a compacted topic's current state, or an offset range to replay; read
+    outside any consumer group."""
     count = (await partition_counts(bootstrap, [topic])).get(topic, 0)
     if not count:
         return []
-    tps = [TopicPartition(topic, p) for p in range(count)]
+    chosen = range(count) if partitions is None else [p for p in partitions if 0 <= p < count]
+    tps = [TopicPartition(topic, p) for p in chosen]
+    if not tps:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
     )
@@ -151,7 +164,13 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> lis
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        firsts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            if start is not None:
+                consumer.seek(tp, min(max(start, firsts[tp]), ends[tp]))
+            if end is not None:
+                ends[tp] = max(firsts[tp], min(end, ends[tp]))
         out: list[Any] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -159,8 +178,8 @@ async def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> lis
             if loop.time() > deadline:
                 raise TimeoutError(f"reading {topic} took longer than {timeout_s} s")
             batch = await consumer.getmany(timeout_ms=200)
-            for messages in batch.values():
-                out.extend(messages)
+            for tp, messages in batch.items():
+                out.extend(m for m in messages if m.offset < ends[tp])
         return out
     finally:
         await consumer.stop()

@@ -171,8 +171,9 @@ class Backtest:
 
     # -- events ---------------------------------------------------------------------------
 
-    def event(self, raw: bytes, origin: str) -> None:
-        """One input record (a click or a transaction, told apart by its fields)."""
+    def event(self, raw: bytes, origin: str, record_ms: int | None = None) -> None:
+        """One input record (a click or a transaction, told apart by its fields);
+        ``record_ms`` is its Kafka timestamp, a transaction's time when it has none."""
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -183,14 +184,14 @@ class Backtest:
             if isinstance(ident, str):
                 self.out.labels[kind][ident] = obj["is_fraud"]
         if kind == "atm":
-            self.txn(raw, origin)
+            self.txn(raw, origin, record_ms)
         else:
             self.click(raw, origin)
 
-    def txn(self, raw: bytes, origin: str) -> None:
+    def txn(self, raw: bytes, origin: str, record_ms: int | None = None) -> None:
         self.out.txns += 1
         try:
-            txn = decode_txn(raw, self.settings.max_record_bytes, None, origin)
+            txn = decode_txn(raw, self.settings.max_record_bytes, record_ms, origin)
         except BadInput as error:
             self.out.dead_letters[error.reason] += 1
             return

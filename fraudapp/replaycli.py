@@ -1,4 +1,5 @@
-"""``fraudapp replay FILE``: what the rules would have raised on recorded events.
+"""``fraudapp replay FILE`` (or ``--topic NAME`` with an offset range): what the rules
+would have raised on recorded events.
 
 Writes the alerts as JSON lines (``--out``), prints counts per rule and, when the
 events carry ``is_fraud``, precision and recall per rule; ``--compare A B`` runs
@@ -8,6 +9,8 @@ two rule sets over the same events and shows what the change adds and removes.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import heapq
 import sys
 import time
 from collections import Counter
@@ -18,6 +21,7 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from fraudapp import kafkaio
 from fraudapp.reference import load_accounts, tables_dir
 from fraudapp.replay import Backtest, Outcome, run
 from fraudapp.rulebook import SCHEMAS, RuleError, RuleRecord, defaults, validate
@@ -51,13 +55,44 @@ def _lines(path: Path, progress: bool) -> Iterator[bytes]:
             yield line
 
 
-def backtest(path: Path, rules: dict[str, RuleRecord], progress: bool) -> tuple[Outcome, float]:
+def topic_records(args: argparse.Namespace, settings: Settings) -> list[tuple[bytes, str, int]]:
+    """(value, origin, timestamp) of the topic's offset range, partitions merged by
+    record time, each partition's own order kept (as its consumer would see it)."""
+    bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
+    messages = asyncio.run(
+        kafkaio.read_topic(
+            bootstrap,
+            args.topic,
+            timeout_s=3600,
+            start=args.start_offset,
+            end=args.end_offset,
+            partitions=args.partition,
+        )
+    )
+    per_partition: dict[int, list[tuple[int, bytes, str]]] = {}
+    for m in messages:
+        if m.value is not None:
+            per_partition.setdefault(m.partition, []).append(
+                (m.timestamp, m.value, f"{m.partition}:{m.offset}")
+            )
+    merged = heapq.merge(*per_partition.values(), key=lambda item: item[0])
+    return [(value, origin, stamp) for stamp, value, origin in merged]
+
+
+def backtest(
+    source: Path | list[tuple[bytes, str, int]], rules: dict[str, RuleRecord], progress: bool
+) -> tuple[Outcome, float]:
     settings = Settings.from_env()
     # The shipped customer records stand in for the accounts topic's.
     customers: dict[str, Any] = {str(r["account_id"]): r for r in load_accounts()}
     engine = Backtest(rules, settings, tables_dir(), customers.get)
     started = time.perf_counter()
-    outcome = run(engine, _lines(path, progress))
+    if isinstance(source, Path):
+        outcome = run(engine, _lines(source, progress))
+    else:
+        for value, origin, stamp in tqdm(source, disable=not progress, unit="rec"):
+            engine.event(value, origin, stamp)
+        outcome = engine.out
     return outcome, time.perf_counter() - started
 
 
@@ -89,15 +124,18 @@ def scores(outcome: Outcome) -> list[tuple[str, int, int, float, float]]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    path = Path(args.file)
+    if (args.file is None) == (args.topic is None):
+        print("give a FILE or --topic NAME (one of them)", file=sys.stderr)
+        return 2
+    source = Path(args.file) if args.file else topic_records(args, settings)
     try:
         if args.compare:
-            return compare(path, args.compare, settings, not args.quiet)
+            return compare(source, args.compare, settings, not args.quiet)
         rules = rules_from(Path(args.rules) if args.rules else None, settings)
     except RuleError as error:
         print(error.message, file=sys.stderr)
         return 2
-    outcome, seconds = backtest(path, rules, not args.quiet)
+    outcome, seconds = backtest(source, rules, not args.quiet)
     if args.out:
         with open(args.out, "wb") as out:
             for alert in outcome.alerts:
@@ -125,9 +163,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare(path: Path, files: list[str], settings: Settings, progress: bool) -> int:
+def compare(
+    source: Path | list[tuple[bytes, str, int]],
+    files: list[str],
+    settings: Settings,
+    progress: bool,
+) -> int:
     """Alerts that rule set B adds and removes against rule set A, per rule."""
-    (a, _), (b, _) = (backtest(path, rules_from(Path(f), settings), progress) for f in files)
+    (a, _), (b, _) = (backtest(source, rules_from(Path(f), settings), progress) for f in files)
     ids_a = {x["alert_id"]: x["rule"] for x in a.alerts}
     ids_b = {x["alert_id"]: x["rule"] for x in b.alerts}
     print(f"{'rule':<22} {'A':>8} {'B':>8} {'added':>8} {'removed':>8}")
@@ -143,9 +186,18 @@ def add_parser(sub: Any) -> None:
     replay = sub.add_parser(
         "replay", help="run the detectors over a JSON-lines file of clicks and transactions"
     )
-    replay.add_argument("file", help="JSON lines: clicks and ATM transactions, in event order")
     replay.add_argument(
-        "--rules", help="rule versions to use (a JSON list; default: in force at start)"
+        "file", nargs="?", help="JSON lines: clicks and ATM transactions, in event order"
+    )
+    replay.add_argument("--topic", help="replay this topic's records instead of a file")
+    replay.add_argument("--start-offset", type=int, help="with --topic: from this offset on")
+    replay.add_argument("--end-offset", type=int, help="with --topic: up to this offset (excl.)")
+    replay.add_argument(
+        "--partition", type=int, action="append", help="with --topic: only these partitions"
+    )
+    replay.add_argument("--broker", help="with --topic: bootstrap address (default: BROKER_URL)")
+    replay.add_argument(
+        "--rules", help="rule versions to use (a JSON list; default: the shipped ones)"
     )
     replay.add_argument("--out", help="write the alerts here as JSON lines")
     replay.add_argument(

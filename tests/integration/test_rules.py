@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from fraudapp.partitioning import partition_for
@@ -68,10 +69,21 @@ def burst_alerts(space: AppSpace, topic: str, prefix: str) -> dict[str, dict]:
     }
 
 
-def rules_cli(space: AppSpace, *args: str) -> str:
+def replay_cli(space: AppSpace, *args: str) -> str:
+    return rules_cli(space, *args, command="replay")
+
+
+def rules_cli(space: AppSpace, *args: str, command: str = "rules") -> str:
     env = {**os.environ, **space.env, "BROKER_URL": space.bootstrap}
     done = subprocess.run(
-        [sys.executable, "-m", "fraudapp.cli", "rules", *args],
+        [
+            sys.executable,
+            "-m",
+            "fraudapp.cli",
+            command,
+            *args,
+            *(["--quiet"] if command == "replay" else []),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -88,6 +100,14 @@ def versions(workers: list[WorkerProcess], rule: str) -> list[int]:
         assert status == 200, body
         out.append(next(r["version"] for r in body["rules"] if r["rule"] == rule))
     return out
+
+
+def explain(worker: WorkerProcess, alert_id: str) -> dict[str, Any]:
+    """``GET /alerts/{id}`` once the index has it (written just after the alert)."""
+    answer = wait_for(lambda: (r := worker.get(f"/alerts/{alert_id}"))[0] == 200 and r[1], 30)
+    assert answer, f"{alert_id} never explained"
+    answer.pop("served_by")
+    return answer
 
 
 def change(space: AppSpace, workers: list[WorkerProcess], version: int, *args: str) -> float:
@@ -123,6 +143,23 @@ def test_a_threshold_changed_live_switches_the_alerts_of_two_workers(
         assert {a["rule_version"] for a in alerts.values()} == {1}
         assert {a["severity"] for a in alerts.values()} == {"medium"}
 
+        # Any worker explains any alert: its evidence, the record that raised it, the
+        # rule's parameters while its version is in force.
+        some = sorted(alerts)[:6]
+        for click_id in some:
+            explained = [explain(w, alerts[click_id]["alert_id"]) for w in workers]
+            assert explained[0] == explained[1], explained
+            entry = explained[0]
+            assert (
+                entry["alert"]["click_id"] == click_id and entry["topic"] == space.topics["alerts"]
+            )
+            assert entry["raised_by"]["topic"] == space.topics["clicks"]
+            partition, offset = map(int, entry["raised_by"]["at"].split(":"))
+            assert partition == partition_for(alerts[click_id]["key"].encode(), space.partitions)
+            assert entry["rule"]["params"]["threshold"] == 3 and entry["rule_version_in_force"]
+        status, missing = workers[0].get("/alerts/click_burst-000000000000000000000000")
+        assert status == 404 and missing["reason"]
+
         # v2 (threshold 4), written by the CLI while both workers run.
         lag = change(space, workers, 2, "set", "click_burst", "threshold=4", "--by", "test")
         print(f"v2 in force on both workers {lag:.2f} s after the CLI returned")
@@ -134,6 +171,8 @@ def test_a_threshold_changed_live_switches_the_alerts_of_two_workers(
         alerts = burst_alerts(space, "alerts", "c")
         assert set(alerts) == fraud_under(four, 4)
         assert {a["rule_version"] for a in alerts.values()} == {2}
+        old = explain(workers[1], explained[0]["alert"]["alert_id"])
+        assert not old["rule_version_in_force"] and old["rule"]["version"] == 2
 
         # A broken record: dead-lettered with its reason, v2 stays in force.
         space.produce(
@@ -174,3 +213,25 @@ def test_a_threshold_changed_live_switches_the_alerts_of_two_workers(
 
         listed = rules_cli(space, "list")
         assert "click_burst" in listed and "v5" in listed and "threshold=4" in listed
+
+    # The same clicks replayed from the topic under v1 (threshold 3) all along.
+    everything = first + three + four + shadowed + bursts("e", 4) + resumed
+    out = tmp_path / "replayed.jsonl"
+    said = replay_cli(space, "--topic", space.topics["clicks"], "--out", str(out))
+    assert f"{len(everything):,} events" in said, said
+    replayed = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    burst = {a["click_id"] for a in replayed if a["rule"] == "click_burst"}
+    assert len(burst) == SESSIONS * (2 + 1 + 2 * 4)  # 2 of 4 clicks, 1 of 3 (x4 phases)
+    assert {a["rule_version"] for a in replayed} == {1}
+    said = replay_cli(
+        space,
+        "--topic",
+        space.topics["clicks"],
+        "--partition",
+        "0",
+        "--start-offset",
+        "1",
+        "--end-offset",
+        "4",
+    )
+    assert said.startswith("3 events"), said
