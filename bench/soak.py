@@ -294,6 +294,7 @@ class Sample:
     lag: int
     rss_mb: float
     rss_anon_mb: float
+    python_blocks: int
     rocksdb_memory_mb: float
     rocksdb_mb: float
     kinds_mb: dict[str, float]
@@ -309,6 +310,7 @@ class Progress:
     processed: int = 0
     lag: int = 0
     rocksdb: dict[str, Counter[str]] = field(default_factory=dict)
+    python_blocks: int = 0
     metrics_at: float = 0.0
     done_producing: bool = False
     samples: list[Sample] = field(default_factory=list)
@@ -333,6 +335,7 @@ def take_sample(
         lag=progress.lag,
         rss_mb=rss,
         rss_anon_mb=anon,
+        python_blocks=progress.python_blocks,
         rocksdb_memory_mb=rocksdb_memory_mb(progress.rocksdb),
         rocksdb_mb=sum(kinds.values()) / MB,
         kinds_mb={k: v / MB for k, v in kinds.items()},
@@ -359,6 +362,9 @@ async def monitor(
             progress.processed = processed_of(rows, inputs)
             progress.lag = int(sum(by_label(rows, "fraudapp_consumer_lag", "topic").values()))
             progress.rocksdb = rocksdb_memory(rows)
+            progress.python_blocks = int(
+                sum(v for name, _, v in rows if name == "fraudapp_python_allocated_blocks")
+            )
             progress.metrics_at = time.monotonic()
         if time.monotonic() >= next_sample:
             sample = await asyncio.to_thread(take_sample, worker, state_dir, progress, started)
@@ -366,7 +372,8 @@ async def monitor(
             print(
                 f"{sample.elapsed_s:7.0f} s  read {sample.processed:>9,} of {total:,}"
                 f"  lag {sample.lag:>6,}  RSS {sample.rss_mb:7.1f} MB"
-                f" (RocksDB {sample.rocksdb_memory_mb:6.1f})"
+                f" (RocksDB {sample.rocksdb_memory_mb:6.1f},"
+                f" Python blocks {sample.python_blocks / 1e6:5.2f} M)"
                 f"  RocksDB {sample.rocksdb_mb:7.1f} MB",
                 flush=True,
             )
@@ -513,6 +520,7 @@ def write_csv(samples: list[Sample], path: Path) -> None:
                 "consumer_lag",
                 "rss_mb",
                 "rss_anon_mb",
+                "python_blocks",
                 "rocksdb_memory_mb",
                 "rocksdb_mb",
                 "sst_mb",
@@ -531,6 +539,7 @@ def write_csv(samples: list[Sample], path: Path) -> None:
                     s.lag,
                     f"{s.rss_mb:.1f}",
                     f"{s.rss_anon_mb:.1f}",
+                    s.python_blocks,
                     f"{s.rocksdb_memory_mb:.1f}",
                     f"{s.rocksdb_mb:.2f}",
                     *(f"{s.kinds_mb.get(k, 0):.2f}" for k in ("sst", "wal", "meta")),
@@ -684,6 +693,11 @@ def report(
             f" {partitions} partitions) x {budget.per_database_mb()} MB"
             f" ({budget.write_buffers} memtables of {budget.write_buffer_mb} MB and a"
             f" {budget.block_cache_mb} MB block cache each) = {budget.bound_mb(databases):,} MB",
+            "- Python allocator blocks (live Python objects; the rest of RSS is native) at "
+            + ", ".join(
+                f"{share:.0%} {at_share(samples, share).python_blocks / 1e6:,.2f} M"
+                for share in CHECKPOINTS
+            ),
             f"- worker RSS once every retention had turned over ({turned:,} events on):"
             f" {low:,.0f}–{high:,.0f} MB",
             f"- dead letters: {counts['dead letters']} (meant: "

@@ -286,6 +286,8 @@ def test_metrics_count_events_alerts_and_latency(worker: WorkerProcess, space: A
         for line in lines
     )
     assert any(line.startswith("fraudapp_consumer_lag{partition=") for line in lines)
+    for series in ("process_resident_memory_bytes ", "fraudapp_python_allocated_blocks "):
+        assert any(line.startswith(series) and float(line.split()[1]) > 0 for line in lines)
     # RocksDB's memory per table: the session just written sits in a memtable, and
     # no table holds more than the budget of its open partitions.
     rocks = {
