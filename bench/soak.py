@@ -508,6 +508,17 @@ def tables_line(sample: Sample) -> str:
     return ", ".join(f"{k} {v:,.1f}" for k, v in sorted(sample.tables_mb.items()))
 
 
+def slope_per_million(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of (events, MB) points, in MB per million events."""
+    if len(points) < 2:
+        return 0.0
+    xs = [x / 1e6 for x, _ in points]
+    ys = [y for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
 def write_csv(samples: list[Sample], path: Path) -> None:
     tables = sorted({name for s in samples for name in s.tables_mb})
     with path.open("w", newline="") as out:
@@ -666,6 +677,13 @@ def report(
     databases = len(tables) * partitions
     after = [s for s in samples if s.processed >= turned]
     low, high = (min(s.rss_mb for s in after), max(s.rss_mb for s in after)) if after else (0, 0)
+    rest = [(s.processed, s.rss_mb - s.rocksdb_memory_mb) for s in after]
+    slope = slope_per_million(rest)
+    span = (after[-1].processed - after[0].processed) / 1e6 if after else 0.0
+    # Flat: what is not RocksDB's grows by less than a tenth over the run after the
+    # turnover, and RocksDB stays inside its budget.
+    flat = bool(rest) and slope * span < 0.1 * rest[0][1]
+    flat &= max((s.rocksdb_memory_mb for s in samples), default=0) <= budget.bound_mb(databases)
     verdict = "yes" if ok and drained else "**NO**"
     section = "\n".join(
         [
@@ -704,11 +722,14 @@ def report(
             + (", ".join(f"{k} {v:,}" for k, v in sorted(meant.items())) or "none")
             + f"); late events: {counts['late events']}; alerts: {counts['alerts']}",
             f"- worker healthy at the end and everything read: {verdict}",
+            f"- RSS outside RocksDB after the turnover: {rest[0][1] if rest else 0:,.0f} MB,"
+            f" trend {slope:+,.1f} MB per million events; flat (under a tenth of growth,"
+            f" RocksDB within budget): {'yes' if flat else '**NO**'}",
         ]
     )
     print(section)
     write_results(Path(args.results), section)
-    return 0 if ok and drained else 1
+    return 0 if ok and drained and flat else 1
 
 
 if __name__ == "__main__":
