@@ -19,8 +19,10 @@ import faust
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.settings import Settings
+from fraudapp.storage import bound_info_logs
 
 settings = Settings.from_env()
+bound_info_logs()
 
 app = faust.App(
     settings.app_id,

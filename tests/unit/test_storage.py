@@ -6,7 +6,7 @@ import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
 from fraudapp.settings import Settings
-from fraudapp.storage import MB, RocksDBBudget, memory_of
+from fraudapp.storage import KEEP_LOG_FILES, MB, RocksDBBudget, bound_info_logs, memory_of
 
 
 def test_defaults_replace_rocksdbs_server_sized_ones() -> None:
@@ -54,3 +54,16 @@ def test_memory_is_read_from_each_open_partition(tmp_path) -> None:
         for db in dbs.values():
             db.close()
     assert isinstance(dbs[0], rocksdict.Rdict)
+
+
+def test_each_database_keeps_only_a_few_info_logs(tmp_path) -> None:
+    """Every open rolls RocksDB's LOG to LOG.old.*; without a bound they pile up."""
+    bound_info_logs()
+    options = RocksDBOptions(**RocksDBBudget().table_options())
+    path = tmp_path / "t.db"
+    for i in range(8):
+        db = options.open(path)
+        db[f"k{i}".encode()] = b"v"
+        db.close()
+    old = [p for p in path.iterdir() if p.name.startswith("LOG.old")]
+    assert len(old) <= KEEP_LOG_FILES
