@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from faust.types import EventT
 
-from fraudapp.app import app, internal_topic, settings
+from fraudapp.app import app, internal_topic, settings, state_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.partitioning import partition_for
 from fraudapp.tablescan import scan_partition
@@ -56,13 +56,7 @@ class AlertIndexRule:
 
 
 index_topic = internal_topic(f"{settings.app_id}-alert-index")
-alert_index = app.Table(
-    "alert-index",
-    partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-    options=settings.rocksdb.table_options(),
-)
+alert_index = state_table("alert-index")
 rule = AlertIndexRule(settings.alert_index_retention_ms)
 _partitions: dict[int, KeyedPartition[IndexEntry, None]] = {}
 

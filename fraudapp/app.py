@@ -53,6 +53,18 @@ def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
     require_tokens(settings)
 
 
+def state_table(name: str) -> faust.Table:
+    """A table of raw bytes keyed like the topics (raw UTF-8), partitioned like them,
+    on RocksDB with fraudapp's memory budget (:mod:`fraudapp.storage`)."""
+    return app.Table(
+        name,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options=settings.rocksdb.table_options(),
+    )
+
+
 def internal_topic(name: str, **kwargs: object) -> faust.TopicT:
     """A topic of raw bytes with fraudapp's partition count, created by the app."""
     return app.topic(

@@ -44,7 +44,7 @@ from fraudapp.adnet.heavy import HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
 from fraudapp.adnet.stages import CHECKPOINT_S, AreaPartition, CampaignPartition
-from fraudapp.app import app, internal_topic, output_topic, settings
+from fraudapp.app import app, internal_topic, output_topic, settings, state_table
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
@@ -109,19 +109,9 @@ KEYS = stage_keys(_area_key)
 stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
 
 
-def _table(name: str) -> Any:
-    return app.Table(
-        name,
-        partitions=settings.partitions,
-        key_type=bytes,
-        value_type=bytes,
-        options=settings.rocksdb.table_options(),
-    )
-
-
-source_table = _table("click-sources")
-campaign_table = _table("campaign-hitters")
-area_table = _table("area-counts")
+source_table = state_table("click-sources")
+campaign_table = state_table("campaign-hitters")
+area_table = state_table("area-counts")
 
 
 # -- the session stage's part: blocklist, location, then on to the next stage ----------

@@ -13,7 +13,7 @@ from typing import Any
 from faust.types import EventT
 
 from fraudapp import liverules
-from fraudapp.app import app, settings
+from fraudapp.app import app, settings, state_table
 from fraudapp.atm.customers import enrichment
 from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule, travel_alert
 from fraudapp.atm.models import Txn, decode_txn
@@ -35,13 +35,7 @@ rule = travel_rule(liverules.book[RULE_NAME])
 topics = settings.topics
 
 #: Transactions still inside window + lateness, per account (raw UTF-8 account id).
-accounts_state = app.Table(
-    "atm-accounts",
-    partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-    options=settings.rocksdb.table_options(),
-)
+accounts_state = state_table("atm-accounts")
 
 txn_source, txns_topic, txns_by_account = keyed_topics(
     app, topics.atm_txns, f"{topics.atm_txns}-by-account", settings.partitions

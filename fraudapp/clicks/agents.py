@@ -17,7 +17,7 @@ from faust.types import EventT
 
 from fraudapp import liverules
 from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
-from fraudapp.app import app, settings
+from fraudapp.app import app, settings, state_table
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep, burst_alert
 from fraudapp.clicks.models import Click, decode_click
@@ -44,13 +44,7 @@ topics = settings.topics
 
 #: Session state, keyed by the raw UTF-8 session id, the same bytes the source
 #: records are keyed by, so keyed HTTP requests reach the owning worker.
-sessions = app.Table(
-    "click-sessions",
-    partitions=settings.partitions,
-    key_type=bytes,
-    value_type=bytes,
-    options=settings.rocksdb.table_options(),
-)
+sessions = state_table("click-sessions")
 
 click_source, clicks_topic, clicks_by_session = keyed_topics(
     app, topics.clicks, topics.clicks_by_session, settings.partitions
