@@ -21,8 +21,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, modes: tuple[str, ...] = ()) -> argparse.Namespace:
+    """The suite's arguments; ``modes``, when given, adds a ``--mode`` to choose from."""
     parser = argparse.ArgumentParser(description=description)
+    if modes:
+        parser.add_argument("--mode", choices=modes, default=modes[0])
     parser.add_argument("--bootstrap", required=True, help="host:port of the broker")
     parser.add_argument("--topic", required=True, help="the clicks, keyed by session id")
     parser.add_argument("--count", type=int, required=True, help="records to read, then stop")

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -165,6 +166,7 @@ def run_peer(
     workdir: Path,
     app_id: str,
     timeout_s: float,
+    extra: Sequence[str] = (),
 ) -> PeerRun:
     """Start one peer, wait for its result file, stop it (faust workers do not exit by
     themselves), and hand back what it found and how much memory it took."""
@@ -175,6 +177,7 @@ def run_peer(
         str(script),
         *("--bootstrap", bootstrap, "--topic", topic, "--count", str(count)),
         *("--out", str(out), "--workdir", str(workdir), "--app-id", app_id),
+        *extra,
     ]
     log = workdir / "peer.log"
     proc = procs.spawn(cmd, log_path=log, cwd=workdir)
