@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from faust.types import EventT
 
-from fraudapp.app import app, internal_topic, settings, state_table
+from fraudapp.app import app, internal_topic, outbox, settings, state_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.partitioning import partition_for
 from fraudapp.tablescan import scan_partition
@@ -69,9 +69,10 @@ async def index(alert: dict[str, Any], topic: str, origin: dict[str, str] | None
         return
     raw_id = alert["alert_id"].encode("utf-8")
     entry = {"alert": alert, "topic": topic, "raised_by": origin}
-    await index_topic.send(
-        key=raw_id,
-        value=orjson.dumps(entry),
+    await outbox.send(
+        index_topic.get_topic_name(),
+        raw_id,
+        orjson.dumps(entry),
         partition=partition_for(raw_id, settings.partitions),
     )
 

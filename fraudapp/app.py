@@ -18,6 +18,7 @@ import faust
 
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
+from fraudapp.outbox import Outbox, OutboxTable
 from fraudapp.settings import Settings
 from fraudapp.storage import bound_info_logs
 
@@ -53,16 +54,26 @@ def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
     require_tokens(settings)
 
 
+#: Every record a worker produces for an event, changelogs included, leaves through
+#: here in batches (:mod:`fraudapp.outbox` says why and what it keeps).
+outbox = Outbox(lambda: app.producer, settings.producer_linger_ms / 1000.0)
+
+
 def state_table(name: str) -> faust.Table:
     """A table of raw bytes keyed like the topics (raw UTF-8), partitioned like them,
-    on RocksDB with fraudapp's memory budget (:mod:`fraudapp.storage`)."""
-    return app.Table(
-        name,
+    on RocksDB with fraudapp's memory budget (:mod:`fraudapp.storage`), its changelog
+    sent through the outbox."""
+    table = OutboxTable(
+        app,
+        name=name,
+        beacon=app.tables.beacon,
         partitions=settings.partitions,
         key_type=bytes,
         value_type=bytes,
         options=settings.rocksdb.table_options(),
+        outbox=outbox,
     )
+    return app.tables.add(table)
 
 
 def internal_topic(name: str, **kwargs: object) -> faust.TopicT:

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 import faust
 from faust.types import EventT
 
+from fraudapp.app import outbox
 from fraudapp.badinput import late_event
 from fraudapp.keyed import KeyedPartition, KeyedRule
 from fraudapp.origin import ORIGIN_HEADER, origin_of
@@ -69,11 +70,12 @@ class KeyedRunner(Generic[E, R]):
         if message.partition == home or message.topic == self.rekey_topic.get_topic_name():
             return False
         self.counts["rekeyed"] += 1
-        await self.rekey_topic.send(
-            key=key,
-            value=message.value,
+        await outbox.send(
+            self.rekey_topic.get_topic_name(),
+            key,
+            message.value,
             partition=home,
-            headers={ORIGIN_HEADER: origin_of(event).encode("ascii")},
+            headers=[(ORIGIN_HEADER, origin_of(event).encode("ascii"))],
         )
         return True
 

@@ -18,7 +18,14 @@ import orjson
 from faust.types import EventT
 
 from fraudapp import alertindex, alerts, liverules, metrics
-from fraudapp.app import alerts_topic, dead_letter_topic, output_topic, outputs_declared, settings
+from fraudapp.app import (
+    alerts_topic,
+    dead_letter_topic,
+    outbox,
+    output_topic,
+    outputs_declared,
+    settings,
+)
 from fraudapp.badinput import BadInput
 from fraudapp.origin import origin_of
 
@@ -44,10 +51,11 @@ async def send_json(
     value: dict[str, Any],
     partition: int | None = None,
 ) -> None:
-    """Queue one JSON record; faust flushes the producer before committing offsets."""
+    """Queue one JSON record in the outbox, which faust's flush before committing
+    offsets sends first."""
     if not outputs_declared.is_set():
         await outputs_declared.wait()
-    await topic.send(key=key_bytes(key), value=orjson.dumps(value), partition=partition)
+    await outbox.send(topic.get_topic_name(), key_bytes(key), orjson.dumps(value), partition)
 
 
 async def send_alert(

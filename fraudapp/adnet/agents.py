@@ -44,7 +44,7 @@ from fraudapp.adnet.heavy import HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
 from fraudapp.adnet.stages import CHECKPOINT_S, AreaPartition, CampaignPartition
-from fraudapp.app import app, internal_topic, output_topic, settings, state_table
+from fraudapp.app import app, internal_topic, outbox, output_topic, settings, state_table
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
@@ -107,6 +107,7 @@ KEYS = stage_keys(_area_key)
 
 
 stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
+stage_names = {stage: topic.get_topic_name() for stage, topic in stage_topics.items()}
 
 
 source_table = state_table("click-sources")
@@ -247,7 +248,7 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
     if home == partition:
         await STAGES[stage](home, key, checked)
         return
-    await stage_topics[stage].send(key=raw_key, value=checked.encode(), partition=home)
+    await outbox.send(stage_names[stage], raw_key, checked.encode(), partition=home)
 
 
 async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
@@ -469,7 +470,7 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
             if home == partition:
                 contribute(home, other, cell, t, fraud)
             else:
-                await stage_topics["area"].send(key=raw, value=contribution, partition=home)
+                await outbox.send(stage_names["area"], raw, contribution, partition=home)
     await advance(checked, "area", partition)
 
 

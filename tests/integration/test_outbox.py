@@ -1,0 +1,130 @@
+"""The outbox on a real Kafka broker with faust's own producer service: what the worker
+relies on it for (see :mod:`fraudapp.outbox`).
+
+- records land on the partition Kafka's default partitioner gives their key, in the
+  order they were queued, sent as batches rather than one request each;
+- faust's producer flush (which faust runs before every offset commit) sends what is
+  queued, however long the linger: the at-least-once half the outbox is responsible for;
+- each delivered batch reports its base offset and size, which tables turn into their
+  persisted changelog offset;
+- a batch the broker refuses makes that flush raise, so no offset behind it is
+  committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import faust
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.exceptions import ProducerSendError
+
+from fraudapp.brokers import KafkaBroker
+from fraudapp.kafkaio import read_topic
+from fraudapp.outbox import Outbox
+from fraudapp.partitioning import partition_for
+
+pytestmark = pytest.mark.integration
+
+
+async def create_topic(bootstrap: str, partitions: int, **config: str) -> str:
+    name = f"outbox-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+    return name
+
+
+class Producing:
+    """faust's producer service of a faust app on the broker, started, with an outbox."""
+
+    def __init__(self, bootstrap: str, linger_s: float) -> None:
+        self.app = faust.App(f"outbox-test-{uuid.uuid4().hex[:6]}", broker=f"kafka://{bootstrap}")
+        self.producer = self.app.producer
+        self.outbox = Outbox(lambda: self.producer, linger_s)
+
+
+@pytest.fixture
+async def producing(kafka_broker: KafkaBroker) -> AsyncIterator[Producing]:
+    setup = Producing(kafka_broker.bootstrap, linger_s=60.0)
+    await setup.producer.start()
+    try:
+        yield setup
+    finally:
+        await setup.producer.stop()
+
+
+async def test_records_keep_their_key_partition_and_order(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    topic = await create_topic(kafka_broker.bootstrap, 4)
+    sent = [(f"session-{n % 37}".encode(), f"{n:06d}".encode() * 20) for n in range(3_000)]
+    for key, value in sent:
+        await producing.outbox.send(topic, key, value)
+    await producing.producer.flush()
+
+    records = await read_topic(kafka_broker.bootstrap, topic)
+    assert len(records) == len(sent)
+    for record in records:
+        assert record.partition == partition_for(record.key, 4)
+    for partition in range(4):
+        mine = [(k, v) for k, v in sent if partition_for(k, 4) == partition]
+        got = [(r.key, r.value) for r in records if r.partition == partition]
+        assert got == mine
+    # Sent as batches: far fewer than one request per record.
+    assert producing.outbox.counts["batches"] < len(sent) / 20
+
+
+async def test_fausts_flush_sends_what_waits_for_its_linger(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    topic = await create_topic(kafka_broker.bootstrap, 2)
+    await producing.outbox.send(topic, b"k", b"waiting", partition=1)
+    await asyncio.sleep(0.5)
+    assert await read_topic(kafka_broker.bootstrap, topic) == []  # linger is 60 s
+
+    await producing.producer.flush()  # what faust does before committing offsets
+
+    records = await read_topic(kafka_broker.bootstrap, topic)
+    assert [(r.partition, r.value) for r in records] == [(1, b"waiting")]
+    assert producing.outbox.open == {} and producing.outbox.ready == []
+
+
+async def test_delivered_batches_report_their_offsets(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    topic = await create_topic(kafka_broker.bootstrap, 1)
+    reported: list[tuple[int, int]] = []
+
+    def on_sent(base: int, count: int) -> None:
+        reported.append((base, count))
+
+    for n in range(500):
+        producing.outbox.add(topic, 0, b"key", b"x" * 200 + str(n).encode(), on_sent=on_sent)
+    await producing.producer.flush()
+
+    assert sum(count for _, count in reported) == 500
+    assert len(reported) > 1  # 500 records of ~200 bytes fill more than one batch
+    expected_base = 0
+    for base, count in sorted(reported):
+        assert base == expected_base
+        expected_base += count
+    records = await read_topic(kafka_broker.bootstrap, topic)
+    assert records[-1].offset == expected_base - 1
+
+
+async def test_a_refused_batch_makes_the_flush_raise(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    topic = await create_topic(kafka_broker.bootstrap, 1, **{"max.message.bytes": "1024"})
+    producing.outbox.add(topic, 0, b"key", b"y" * 8_000)
+    with pytest.raises(ProducerSendError, match="outbox delivery failed"):
+        await producing.producer.flush()
+    # Raised once: the next flush, with nothing failed since, goes through.
+    await producing.producer.flush()
