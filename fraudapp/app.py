@@ -45,6 +45,7 @@ app = faust.App(
     key_serializer="raw",
     value_serializer="raw",
     producer_linger_ms=settings.producer_linger_ms,
+    producer_max_batch_size=settings.producer_batch_kb * 1024,
     web_application_options=application_options(settings),
 )
 

