@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 
 import faust
+import mode.loop
 
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
@@ -22,8 +25,25 @@ from fraudapp.outbox import Outbox, OutboxTable
 from fraudapp.settings import Settings
 from fraudapp.storage import bound_info_logs
 
+
+def use_event_loop(name: str) -> None:
+    """Make a faust worker run on ``name``'s event loop (see ``Settings.event_loop``).
+
+    Only in a ``faust ... worker`` process, before its loop exists, and only when
+    faust was not told a loop itself (its ``-L``/``FAUST_LOOP`` sets ``FAUST_LOOP``):
+    tests, the CLI and replay import this module too and keep the loop they have.
+    """
+    if name != "uvloop" or "worker" not in sys.argv[1:] or "FAUST_LOOP" in os.environ:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        mode.loop.use("uvloop")
+
+
 settings = Settings.from_env()
 bound_info_logs()
+use_event_loop(settings.event_loop)
 
 app = faust.App(
     settings.app_id,

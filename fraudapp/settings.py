@@ -73,6 +73,13 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return default if raw is None or raw.strip() == "" else raw.strip()
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(env, name, default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 #: Shorter bearer tokens are refused: they can be guessed.
 MIN_TOKEN_CHARS = 16
 
@@ -261,6 +268,10 @@ class Settings:
     #: faster (fewer produce requests) and stays well under Kafka's 1 MB request limit.
     producer_batch_kb: int = 256
     max_record_bytes: int = 64 * 1024
+    #: The worker's event loop: ``uvloop`` (libuv: cheaper callbacks, futures and
+    #: socket I/O, which is most of what faust's per-event path does) or ``asyncio``.
+    #: faust's own ``-L``/``FAUST_LOOP``, when given, wins.
+    event_loop: str = "uvloop"
     #: How long (event time) ``GET /alerts/{id}`` can find an alert; 0 keeps no index.
     alert_index_retention_ms: int = 3_600_000
     api_token: str | None = None
@@ -298,6 +309,7 @@ class Settings:
             heartbeat_interval_s=_float(env, "BROKER_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             producer_linger_ms=_float(env, "PRODUCER_LINGER_MS", d.producer_linger_ms),
             producer_batch_kb=_int(env, "PRODUCER_BATCH_KB", d.producer_batch_kb, minimum=1),
+            event_loop=_choice(env, "FRAUDAPP_LOOP", d.event_loop, ("uvloop", "asyncio")),
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
             ),

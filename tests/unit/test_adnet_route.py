@@ -81,3 +81,10 @@ def test_producer_batch_size_is_a_setting() -> None:
     assert Settings.from_env({"PRODUCER_BATCH_KB": "64"}).producer_batch_kb == 64
     with pytest.raises(SettingsError):
         Settings.from_env({"PRODUCER_BATCH_KB": "0"})
+
+
+def test_event_loop_is_a_setting() -> None:
+    assert Settings.from_env({}).event_loop == "uvloop"
+    assert Settings.from_env({"FRAUDAPP_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(SettingsError, match="FRAUDAPP_LOOP"):
+        Settings.from_env({"FRAUDAPP_LOOP": "trio"})
