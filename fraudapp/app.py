@@ -21,8 +21,9 @@ import mode.loop
 
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
-from fraudapp.outbox import Outbox, OutboxTable
+from fraudapp.outbox import Outbox
 from fraudapp.settings import Settings
+from fraudapp.statetable import StateTable
 from fraudapp.storage import bound_info_logs
 
 
@@ -84,7 +85,7 @@ def state_table(name: str) -> faust.Table:
     """A table of raw bytes keyed like the topics (raw UTF-8), partitioned like them,
     on RocksDB with fraudapp's memory budget (:mod:`fraudapp.storage`), its changelog
     sent through the outbox."""
-    table = OutboxTable(
+    table = StateTable(
         app,
         name=name,
         beacon=app.tables.beacon,

@@ -16,9 +16,9 @@ What stays as faust does it:
   fails makes that flush raise, so its offsets are never committed;
 - order: one open batch per topic-partition, batches sent in the order they closed,
   so a key's changelog records and a topic's records keep their order;
-- tables: :class:`fraudapp.app.state_table` changelogs go through the outbox too and
-  still keep each RocksDB partition's persisted changelog offset, which recovery
-  reads from, up to date (see :class:`OutboxTable`).
+- tables: state-table changelogs go through the outbox too and still keep each
+  RocksDB partition's persisted changelog offset, which recovery reads from, up to
+  date (see :class:`fraudapp.statetable.StateTable`).
 
 A batch goes when it is full, when ``linger`` has passed since the last send, or when
 faust flushes before a commit or a rebalance.
@@ -33,10 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
-from faust.types import TP
 
 from fraudapp.partitioning import partition_for
 
@@ -238,60 +236,3 @@ class Outbox:
             self.raise_failures()
 
         producer.flush = flush
-
-
-class _Queued:
-    """What faust's table expects back from ``send_changelog``: the record's partition."""
-
-    __slots__ = ("message", "partition")
-
-    def __init__(self, partition: int) -> None:
-        self.message = self
-        self.partition = partition
-
-
-class OutboxTable(faust.Table):
-    """A faust table whose changelog records go through the :class:`Outbox`.
-
-    Everything else is faust's: RocksDB store, changelog topic, standby and recovery.
-    The one duty of faust's per-record callback it replaces is keeping the RocksDB
-    partition's persisted changelog offset (where recovery resumes reading); here it
-    is set once per delivered batch, to the batch's last offset.
-    """
-
-    outbox: Outbox
-
-    def __init__(self, *args: Any, outbox: Outbox, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.outbox = outbox
-        self._persisters: dict[int, OnSent] = {}
-
-    def send_changelog(  # type: ignore[override]
-        self,
-        partition: int | None,
-        key: Any,
-        value: Any,
-        key_serializer: Any = None,
-        value_serializer: Any = None,
-    ) -> _Queued:
-        if partition is None:  # only with use_partitioner, which state tables never set
-            raise ValueError(f"{self.name}: changelog record without a partition")
-        self.outbox.add(
-            self.changelog_topic.get_topic_name(),
-            partition,
-            key,
-            value,
-            on_sent=self._persister(partition),
-        )
-        return _Queued(partition)
-
-    def _persister(self, partition: int) -> OnSent:
-        persist = self._persisters.get(partition)
-        if persist is None:
-            tp = TP(self.changelog_topic.get_topic_name(), partition)
-
-            def persist(base_offset: int, count: int) -> None:
-                self.data.set_persisted_offset(tp, base_offset + count - 1)
-
-            self._persisters[partition] = persist
-        return persist

@@ -1,0 +1,92 @@
+"""fraudapp's state tables: faust tables that send their changelog through the outbox.
+
+Why a subclass: faust's table sends one changelog record per write through its own
+producer path, the wall ``bench/wall.py`` measures, and looks each key up twice.
+Everything else stays faust's: RocksDB store, changelog topic, standbys, recovery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from fraudapp.outbox import OnSent, Outbox
+
+_MISSING: Any = object()
+
+
+class _Queued:
+    """What faust's table expects back from ``send_changelog``: the record's partition."""
+
+    __slots__ = ("message", "partition")
+
+    def __init__(self, partition: int) -> None:
+        self.message = self
+        self.partition = partition
+
+
+class StateTable(faust.Table):
+    """fraudapp's state tables: faust tables of raw bytes whose changelog records go
+    through the :class:`Outbox`, and whose reads ask RocksDB once.
+
+    Everything else is faust's: RocksDB store, changelog topic, standby and recovery.
+    The one duty of faust's per-record callback it replaces is keeping the RocksDB
+    partition's persisted changelog offset (where recovery resumes reading); here it
+    is set once per delivered batch, to the batch's last offset.
+    """
+
+    outbox: Outbox
+
+    def __init__(self, *args: Any, outbox: Outbox, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outbox = outbox
+        self._persisters: dict[int, OnSent] = {}
+
+    def send_changelog(  # type: ignore[override]
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> _Queued:
+        if partition is None:  # only with use_partitioner, which state tables never set
+            raise ValueError(f"{self.name}: changelog record without a partition")
+        self.outbox.add(
+            self.changelog_topic.get_topic_name(),
+            partition,
+            key,
+            value,
+            on_sent=self._persister(partition),
+        )
+        return _Queued(partition)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """One RocksDB lookup: faust's table asks its store twice (``key in data``,
+        then ``data[key]``), and rules read a key for every event."""
+        try:
+            return self.data[key]
+        except KeyError:
+            return default
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        del self[key]
+        return value
+
+    def _persister(self, partition: int) -> OnSent:
+        persist = self._persisters.get(partition)
+        if persist is None:
+            tp = TP(self.changelog_topic.get_topic_name(), partition)
+
+            def persist(base_offset: int, count: int) -> None:
+                self.data.set_persisted_offset(tp, base_offset + count - 1)
+
+            self._persisters[partition] = persist
+        return persist
