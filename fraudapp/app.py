@@ -19,6 +19,7 @@ import sys
 import faust
 import mode.loop
 
+from fraudapp import heap
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
@@ -144,6 +145,14 @@ async def log_only_what_is_shown() -> None:
     levels = [h.level for h in logging.root.handlers if type(h).__name__ != "SpinnerHandler"]
     if levels:
         logging.root.setLevel(max(logging.root.level, min(levels)))
+
+
+if settings.heap_trim_interval_s > 0 and heap.available():
+
+    @app.timer(interval=settings.heap_trim_interval_s)
+    async def give_back_free_heap() -> None:
+        """Free C heap back to the system (:mod:`fraudapp.heap` says why)."""
+        heap.give_back()
 
 
 def main() -> None:

@@ -267,6 +267,8 @@ class Settings:
     #: sends (fraudapp.outbox). faust's default is 16; 256 made the click rule 17 %
     #: faster (fewer produce requests) and stays well under Kafka's 1 MB request limit.
     producer_batch_kb: int = 256
+    #: How often (s) a worker gives the C heap's free memory back (fraudapp.heap); 0 = never.
+    heap_trim_interval_s: float = 30.0
     max_record_bytes: int = 64 * 1024
     #: The worker's event loop: ``uvloop`` (libuv: cheaper callbacks, futures and
     #: socket I/O, which is most of what faust's per-event path does) or ``asyncio``.
@@ -309,6 +311,7 @@ class Settings:
             heartbeat_interval_s=_float(env, "BROKER_HEARTBEAT_INTERVAL", d.heartbeat_interval_s),
             producer_linger_ms=_float(env, "PRODUCER_LINGER_MS", d.producer_linger_ms),
             producer_batch_kb=_int(env, "PRODUCER_BATCH_KB", d.producer_batch_kb, minimum=1),
+            heap_trim_interval_s=_float(env, "HEAP_TRIM_INTERVAL_S", d.heap_trim_interval_s),
             event_loop=_choice(env, "FRAUDAPP_LOOP", d.event_loop, ("uvloop", "asyncio")),
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
