@@ -1,12 +1,13 @@
 """Records leave a worker in aiokafka batches, not one faust send at a time.
 
 Why: ``bench/wall.py`` measures faust's produce path as the worker's wall. A faust
-agent that reads raw values does ~15 000 events/s here; one ``Topic.send`` per
-event brings it to ~3 500/s, one table write (its changelog record goes the same
-way) to ~2 900/s, both to ~2 600/s, while handing aiokafka whole batches keeps
-~12 000/s. Each faust send builds a ``FutureMessage``, a pending-message tuple and
-futures, goes through faust's producer buffer and then aiokafka's per-message
-``send``; here a record is one ``append`` to the open batch of its topic-partition.
+agent that reads raw values does ~14 500 events/s here; one ``Topic.send`` per
+event brings it to ~3 800/s, one table write (its changelog record goes the same
+way) to ~3 100/s, both to ~2 600/s, while handing aiokafka whole batches keeps
+~13 700/s (bench/RESULTS.md). Each faust send builds a ``FutureMessage``, a
+pending-message tuple and futures, goes through faust's producer buffer and then
+aiokafka's per-message ``send``; here a record is one ``append`` to the open batch of
+its topic-partition.
 
 What stays as faust does it:
 
@@ -92,22 +93,13 @@ class Outbox:
     ) -> None:
         """Queue one record for ``topic``'s ``partition``; it is sent within ``linger``."""
         self._hook()
-        batch = self.open.get((topic, partition))
-        if batch is None:
-            batch = self._new_batch(topic, partition)
-        if (
-            batch.builder.append(key=key, value=value, timestamp=None, headers=list(headers or ()))
-            is None
-        ):
+        record = {"key": key, "value": value, "timestamp": None, "headers": list(headers or ())}
+        batch = self.open.get((topic, partition)) or self._new_batch(topic, partition)
+        if batch.builder.append(**record) is None:
             # Full: it closes as it is and the record opens the next batch.
             self._close(batch)
             batch = self._new_batch(topic, partition)
-            if (
-                batch.builder.append(
-                    key=key, value=value, timestamp=None, headers=list(headers or ())
-                )
-                is None
-            ):
+            if batch.builder.append(**record) is None:
                 raise ValueError(f"one record too large for a batch of {topic}")
         batch.count += 1
         self.counts["records"] += 1
@@ -163,10 +155,6 @@ class Outbox:
         batch.builder.close()
         self.ready.append(batch)
         if len(self.ready) == 1:
-            asyncio.get_running_loop().call_soon(self._schedule_send)
-
-    def _schedule_send(self) -> None:
-        if self.ready:
             asyncio.ensure_future(self._send_ready())
 
     def _linger_due(self) -> None:
