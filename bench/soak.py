@@ -616,7 +616,15 @@ def main() -> int:
     parser.add_argument("--bad-every", type=int, default=100_000)
     parser.add_argument("--max-lead", type=int, default=4_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the worker's environment only (an allocator to compare, a setting)",
+    )
     args = parser.parse_args()
+    worker_env = dict(item.split("=", 1) for item in args.worker_env)
     # A SIGTERM unwinds like Ctrl-C, so the worker, the broker and their temporary
     # directories go too (background jobs of a script ignore SIGINT).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -638,7 +646,7 @@ def main() -> int:
         with KafkaBroker() as broker:
             space = AppSpace(broker.bootstrap, "soak")
             space.create_topics()
-            worker = space.worker(workdir / space.name)
+            worker = space.worker(workdir / space.name, **worker_env)
             worker.log_level = "warn"
             with running(worker):
                 progress, drained = asyncio.run(soak(space, worker, records, args))
@@ -688,7 +696,9 @@ def report(
     section = "\n".join(
         [
             f"## Bounded memory (`bench/soak.py --events {args.events}"
-            f" --sample-s {args.sample_s:g}`)",
+            f" --sample-s {args.sample_s:g}"
+            + "".join(f" --worker-env {item}" for item in args.worker_env)
+            + "`)",
             "",
             f"{args.events:,} events (5 clicks : 1 ATM transaction, every session new,"
             f" each account in use for {args.account_lifetime_min:g} min of event time,"
