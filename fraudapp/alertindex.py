@@ -20,6 +20,7 @@ from faust.types import EventT
 from fraudapp.app import app, internal_topic, outbox, settings, state_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.partitioning import partition_for
+from fraudapp.recordagent import record_agent
 from fraudapp.tablescan import scan_partition
 
 IndexEntry = dict[str, Any]
@@ -90,15 +91,9 @@ async def _forget(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     _partitions.clear()
 
 
-async def _store(event: EventT) -> None:
-
+async def _store_alert(event: EventT) -> None:
+    """Each sent alert into the table, on its id's partition."""
     _partition(event.message.partition).process(orjson.loads(event.message.value))
 
 
-@app.agent(index_topic, name="alert-index")
-async def keep_alerts(stream: Any) -> None:
-    """Each sent alert into the table, on its id's partition."""
-    from fraudapp.outputs import guarded
-
-    async for event in stream.events():
-        await guarded(event, _store)
+keep_alerts = record_agent(index_topic, "alert-index", _store_alert)

@@ -20,6 +20,7 @@ import faust
 import mode.loop
 
 from fraudapp import heap
+from fraudapp.bulkfeed import BulkConsumer, Handler
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
@@ -43,11 +44,37 @@ def use_event_loop(name: str) -> None:
         mode.loop.use("uvloop")
 
 
+class FraudApp(faust.App):
+    """faust's app with fraudapp's consumer: records of topics with a bulk handler go
+    to it straight from the consumer's fetches (:mod:`fraudapp.bulkfeed`)."""
+
+    bulk_handlers: dict[str, Handler]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.bulk_handlers = {}
+
+    def _new_consumer(self) -> faust.types.ConsumerT:
+        transport = self.transport
+        if not issubclass(BulkConsumer, transport.Consumer):  # not aiokafka: faust's own
+            return super()._new_consumer()
+        consumer = BulkConsumer(
+            transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=transport.loop,
+        )
+        consumer.use(self.bulk_handlers)
+        return consumer
+
+
 settings = Settings.from_env()
 bound_info_logs()
 use_event_loop(settings.event_loop)
 
-app = faust.App(
+app = FraudApp(
     settings.app_id,
     broker=settings.broker_url,
     store="rocksdb://",

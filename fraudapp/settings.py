@@ -274,6 +274,10 @@ class Settings:
     #: socket I/O, which is most of what faust's per-event path does) or ``asyncio``.
     #: faust's own ``-L``/``FAUST_LOOP``, when given, wins.
     event_loop: str = "uvloop"
+    #: How the domain agents get their records: ``bulk`` hands each fetched
+    #: partition's records to the handler straight from faust's consumer
+    #: (:mod:`fraudapp.bulkfeed`), ``faust`` takes each through faust's stream.
+    delivery: str = "bulk"
     #: How long (event time) ``GET /alerts/{id}`` can find an alert; 0 keeps no index.
     alert_index_retention_ms: int = 3_600_000
     api_token: str | None = None
@@ -313,6 +317,7 @@ class Settings:
             producer_batch_kb=_int(env, "PRODUCER_BATCH_KB", d.producer_batch_kb, minimum=1),
             heap_trim_interval_s=_float(env, "HEAP_TRIM_INTERVAL_S", d.heap_trim_interval_s),
             event_loop=_choice(env, "FRAUDAPP_LOOP", d.event_loop, ("uvloop", "asyncio")),
+            delivery=_choice(env, "FRAUDAPP_DELIVERY", d.delivery, ("bulk", "faust")),
             max_record_bytes=_int(
                 env, "FRAUDAPP_MAX_RECORD_BYTES", d.max_record_bytes, minimum=256
             ),

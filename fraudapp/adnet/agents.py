@@ -49,8 +49,9 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
-from fraudapp.outputs import guarded, raised_by, send_alert, send_dead_letter, send_json
+from fraudapp.outputs import raised_by, send_alert, send_dead_letter, send_json
 from fraudapp.partitioning import partition_for
+from fraudapp.recordagent import record_agent
 from fraudapp.reference import tables_dir
 from fraudapp.rulebook import RuleRecord
 from fraudapp.tablescan import scan_partition
@@ -541,22 +542,9 @@ async def _forget_partitions(sender: Any, revoked: Any = None, **kwargs: Any) ->
     area_partitions.clear()
 
 
-@app.agent(stage_topics["source"], name="source-checks")
-async def check_sources(stream: Any) -> None:
-    """Stacked ads and the rate limit, per click source."""
-    async for event in stream.events():
-        await guarded(event, on_source)
-
-
-@app.agent(stage_topics["campaign"], name="campaign-checks")
-async def check_campaigns(stream: Any) -> None:
-    """Heavy hitters, per campaign."""
-    async for event in stream.events():
-        await guarded(event, on_campaign)
-
-
-@app.agent(stage_topics["area"], name="area-checks")
-async def check_areas(stream: Any) -> None:
-    """Suspicious locations, per area."""
-    async for event in stream.events():
-        await guarded(event, on_area)
+#: Stacked ads and the rate limit, per click source.
+check_sources = record_agent(stage_topics["source"], "source-checks", on_source)
+#: Heavy hitters, per campaign.
+check_campaigns = record_agent(stage_topics["campaign"], "campaign-checks", on_campaign)
+#: Suspicious locations, per area.
+check_areas = record_agent(stage_topics["area"], "area-checks", on_area)

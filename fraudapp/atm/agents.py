@@ -19,7 +19,8 @@ from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule, trav
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
-from fraudapp.outputs import guarded, send_alert, send_dead_letter
+from fraudapp.outputs import send_alert, send_dead_letter
+from fraudapp.recordagent import record_agent
 from fraudapp.rulebook import RuleRecord
 
 
@@ -79,8 +80,5 @@ async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> Non
     runner.reset()
 
 
-@app.agent(txn_source, name="atm-travel")
-async def detect_impossible_travel(stream: Any) -> None:
-    """Every transaction: an enriched alert for each pair it completes."""
-    async for event in stream.events():
-        await guarded(event, handle)
+#: Every transaction: an enriched alert for each pair it completes.
+detect_impossible_travel = record_agent(txn_source, "atm-travel", handle)

@@ -22,7 +22,8 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep, burst_alert
 from fraudapp.clicks.models import Click, decode_click
 from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
-from fraudapp.outputs import guarded, send_alert, send_dead_letter
+from fraudapp.outputs import send_alert, send_dead_letter
+from fraudapp.recordagent import record_agent
 from fraudapp.rulebook import RuleRecord
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,5 @@ async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> Non
     runner.reset()
 
 
-@app.agent(click_source, name="click-bursts")
-async def detect_click_bursts(stream: Any) -> None:
-    """Every click: a verdict on ``click-verdicts``, an alert per fraudulent click."""
-    async for event in stream.events():
-        await guarded(event, handle)
+#: Every click: a verdict on ``click-verdicts``, an alert per fraudulent click.
+detect_click_bursts = record_agent(click_source, "click-bursts", handle)

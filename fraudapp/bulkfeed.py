@@ -1,0 +1,249 @@
+"""Records handed to fraudapp's handlers straight from the consumer's fetches, below
+faust's per-event path.
+
+Why: ``bench/wall.py`` measures a faust agent that does nothing at ~14 500 events/s
+here, while a bare aiokafka consumer reads ~360 000/s. Between the two, faust takes
+every record through its fetch generator (a ``ConsumerMessage``, monitor calls), its
+drain loop (``wait_first``: two futures per record), the conductor (flow-control and
+producer-buffer awaits, an ``Event``, a queue put) and the stream iterator (a queue
+get, acks, sensors). That per-record path was a third of the click rule's profile.
+
+Here a worker's consumer keeps faust's fetch loop but hands a fetched partition's
+records to the topic's handler one after the other in the same task, each as a
+light :class:`BulkEvent`, and acks them through faust's own bookkeeping when they are
+handled. What stays faust's, unchanged:
+
+- the consumer (aiokafka in faust's consumer thread), subscription (the agents still
+  declare their topics), partition assignment and rebalances;
+- read offsets (records behind the read offset after a seek are skipped, as faust
+  does), offset gaps, acks and commits: an offset is acked only after its handler
+  returned, so everything the handler queued in the outbox is sent by the producer
+  flush faust runs before it commits that offset (at-least-once as before);
+- rebalances: a fetch that arrives after the flow stopped is dropped and read again
+  from the committed offsets, a partition's batch stops at the first record after
+  the flow stopped, and faust's wait for in-flight records before a rebalance waits
+  for the batch under way;
+- tables: faust's current event is set for each record, so a table write goes to the
+  record's partition and its changelog, exactly as in an agent.
+
+Topics without a bulk handler (changelogs being recovered, rules, notifications...)
+go through faust's path record by record, as before. Not kept for bulk topics:
+faust's per-message sensors (its monitor's message counts); fraudapp's ``/metrics``
+counts every record itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP
+from mode.utils.futures import notify
+
+#: Records handled between two yields to the event loop (faust's drain loop uses 100
+#: too), so the web server and timers answer during a long backlog.
+YIELD_EVERY = 100
+
+
+class BulkMessage:
+    """The parts of faust's ``Message`` that handlers read; the timestamp in float
+    seconds, as faust gives it."""
+
+    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: float | None,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+
+    @property
+    def tp(self) -> TP:
+        return TP(self.topic, self.partition)
+
+
+class BulkEvent:
+    """What a handler gets for one record: ``event.message``, as from a faust stream."""
+
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, message: BulkMessage) -> None:
+        self.message = message
+
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+class _InFlight:
+    """Stands for a batch under way in the consumer's set of unacked messages, so
+    faust's wait before a rebalance or a stop (``wait_empty``) waits for it."""
+
+    __slots__ = ("acked", "refcount", "__weakref__")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.refcount = 1
+
+
+class BulkConsumer(AIOKafkaConsumer):
+    """faust's aiokafka consumer, whose fetch loop hands records of topics with a
+    bulk handler to that handler directly (module docstring)."""
+
+    handlers: Mapping[str, Handler] = {}
+
+    def use(self, handlers: Mapping[str, Handler]) -> None:
+        self.handlers = handlers
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
+        if not self.handlers:
+            return await super()._drain_messages(fetcher)
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        app = self.app
+        handlers = self.handlers
+        self.log.info("Records of %s handed over in bulk", ", ".join(sorted(handlers)))
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # As faust's getmany: records fetched after the flow stopped are
+                    # dropped and read again from the committed offsets.
+                    await self._seek_back()
+                    continue
+                generation = app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or app.consumer_generation_id != generation:
+                        break
+                    if not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    tp = TP(tp.topic, tp.partition)
+                    app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    handler = handlers.get(tp.topic)
+                    if handler is None:
+                        await self._deliver_each(tp, batch)
+                    else:
+                        await self._deliver_bulk(tp, batch, handler)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+
+    async def _seek_back(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # as faust's getmany: logged, the loop goes on
+            self.log.warning("exception performing seek when flow not active %r", exc)
+
+    async def _commit_if_due(self) -> None:
+        commit_every = self._commit_every
+        if commit_every is not None and self._n_acked >= commit_every:
+            self._n_acked = 0
+            await self.commit()
+
+    async def _deliver_bulk(self, tp: TP, batch: Iterable[Any], handler: Handler) -> None:
+        """Hand a partition's fetched records to ``handler`` in order; ack each one
+        that was handled (not one cut short by a rebalance or a stop)."""
+        await self._commit_if_due()
+        acks = self.app.topics.acks_enabled_for(tp.topic)
+        r_offset = self._read_offset[tp]
+        in_flight = _InFlight()
+        self._unacked_messages.add(in_flight)
+        handled: list[int] = []
+        since_yield = 0
+        try:
+            for record in batch:
+                offset = record.offset
+                if r_offset is not None and offset < r_offset:
+                    continue  # behind the read offset (after a seek): faust drops it too
+                if acks and r_offset and offset - r_offset > 1:
+                    await self._add_gap(tp, r_offset + 1, offset)
+                if not self.flow_active:
+                    break
+                timestamp = record.timestamp
+                event = BulkEvent(
+                    BulkMessage(
+                        tp.topic,
+                        tp.partition,
+                        offset,
+                        None if timestamp is None else timestamp / 1000.0,
+                        record.key,
+                        record.value,
+                        record.headers,
+                    )
+                )
+                _current_event.set(weakref.ref(event))
+                await handler(event)
+                handled.append(offset)
+                r_offset = offset
+                since_yield += 1
+                if since_yield >= YIELD_EVERY:
+                    since_yield = 0
+                    await asyncio.sleep(0)
+        finally:
+            _current_event.set(None)
+            if handled:
+                self._read_offset[tp] = handled[-1]
+                if acks:
+                    self._ack_offsets(tp, handled)
+            in_flight.acked = True
+            self._unacked_messages.discard(in_flight)
+            notify(self._waiting_for_ack)
+
+    def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:
+        """faust's ``Consumer.ack`` for many offsets of one partition at once."""
+        committed = self._committed_offset[tp]
+        if committed is not None:
+            offsets = [offset for offset in offsets if offset >= committed]
+        index = self._acked_index[tp]
+        fresh = [offset for offset in offsets if offset not in index]
+        index.update(fresh)
+        self._acked[tp].extend(fresh)
+        self._n_acked += len(fresh)
+
+    async def _deliver_each(self, tp: TP, batch: Iterable[Any]) -> None:
+        """faust's own path, record by record, for topics without a bulk handler."""
+        callback = self.callback
+        since_yield = 0
+        for record in batch:
+            if not self.flow_active:
+                return
+            since_yield += 1
+            if since_yield > YIELD_EVERY:
+                await asyncio.sleep(0)
+                since_yield = 0
+            message = self._to_message(tp, record)
+            offset = message.offset
+            r_offset = self._read_offset[tp]
+            if r_offset is None or offset >= r_offset:
+                gap = offset - (r_offset or 0)
+                if gap > 1 and r_offset and self.app.topics.acks_enabled_for(message.topic):
+                    await self._add_gap(tp, r_offset + 1, offset)
+                await self._commit_if_due()
+                await self.wait_first(callback(message), self.suspend_flow.wait())
+                self._read_offset[tp] = offset

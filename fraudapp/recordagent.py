@@ -1,0 +1,48 @@
+"""How a domain's record handler becomes a faust agent, and a bulk handler.
+
+Every domain agent does the same: run its handler, guarded, on each record of its
+topics. With ``FRAUDAPP_DELIVERY=bulk`` (the default) the consumer hands the records
+to the handler straight from its fetches (:mod:`fraudapp.bulkfeed` says why); the
+faust agent is still declared, so faust subscribes the topics, assigns their
+partitions and checks their tables' partition counts as for any agent, and it is
+the path the records take with ``FRAUDAPP_DELIVERY=faust``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from fraudapp.app import app, settings
+
+RecordHandler = Callable[[EventT], Awaitable[None]]
+
+
+def record_agent(channel: faust.TopicT, name: str, handle: RecordHandler) -> Any:
+    """The faust agent ``name`` running ``handle`` on every record of ``channel``
+    (and the bulk handler of its topics when delivery is ``bulk``)."""
+
+    guard: Callable[[EventT, RecordHandler], Awaitable[None]] | None = None
+
+    async def run(event: EventT) -> None:
+        # Looked up on first use: outputs imports modules that declare agents here.
+        nonlocal guard
+        if guard is None:
+            from fraudapp.outputs import guarded
+
+            guard = guarded
+        await guard(event, handle)
+
+    async def agent(stream: Any) -> None:
+        async for event in stream.events():
+            await run(event)
+
+    agent.__name__ = agent.__qualname__ = name.replace("-", "_")
+    agent.__doc__ = handle.__doc__
+    if settings.delivery == "bulk":
+        for topic in channel.topics:
+            app.bulk_handlers[topic] = run
+    return app.agent(channel, name=name)(agent)
