@@ -210,13 +210,15 @@ Medians of {runs} runs, the baseline measured in the same run between them.
 Every worker run's alerts were compared with the brute-force oracles (with all
 checks on: click bursts, stacked ads and the rate limit, which are exact).
 
-Reading: the worker goes through faust's per-event stream path (about 14 000
-events/s at most on this machine, `bench/wall.py`) and does, per click, one RocksDB
-read and write, one changelog record and one or two output records; those records
-leave through the outbox (`fraudapp/outbox.py`) as aiokafka batches, not one faust
-send each. With all click checks a click crosses up to four stages (session,
-source, campaign, area), each another trip through a topic and faust's per-event
-path, which is where the difference to the click rule alone goes.
+Reading: the worker's consumer hands each fetched partition's records to the
+handlers directly (`FRAUDAPP_DELIVERY=bulk`, `fraudapp/bulkfeed.py`), below faust's
+per-event stream path (about 14 000 events/s at most on this machine,
+`bench/wall.py`), and acks them through faust's consumer. Per click it does one
+RocksDB read and write, one changelog record and one or two output records; those
+records leave through the outbox (`fraudapp/outbox.py`) as aiokafka batches. With
+all click checks a click crosses up to four stages (session, source, campaign,
+area), each keyed differently, so most go through another topic, which is where the
+difference to the click rule alone goes.
 """
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import current_event
 from faust.types import TP
 
 from fraudapp.outbox import OnSent, Outbox
@@ -34,7 +36,9 @@ class StateTable(faust.Table):
     Everything else is faust's: RocksDB store, changelog topic, standby and recovery.
     The one duty of faust's per-record callback it replaces is keeping the RocksDB
     partition's persisted changelog offset (where recovery resumes reading); here it
-    is set once per delivered batch, to the batch's last offset.
+    is set once per delivered batch, to the batch's last offset. While a record is
+    handled, reads and writes go straight to its partition's RocksDB database;
+    faust's table sensors (its monitor's table counters) do not see them.
     """
 
     outbox: Outbox
@@ -63,13 +67,51 @@ class StateTable(faust.Table):
         )
         return _Queued(partition)
 
+    def _event_db(self) -> tuple[int, Any] | None:
+        """The RocksDB database of the partition of the record being handled (where
+        its key's state lives: state tables are keyed and partitioned like their
+        topics), or None outside a record or on another store (tests' memory://)."""
+        event = current_event()
+        if event is None or not isinstance(self.data, RocksDBStore):
+            return None
+        message = event.message
+        self._verify_source_topic_partitions(message.topic)
+        return message.partition, self.data._db_for_partition(message.partition)
+
     def get(self, key: Any, default: Any = None) -> Any:
-        """One RocksDB lookup: faust's table asks its store twice (``key in data``,
-        then ``data[key]``), and rules read a key for every event."""
+        """One RocksDB lookup in the record's partition, straight to the database:
+        faust's table asks its store twice (``key in data``, then ``data[key]``), each
+        time through its codec, store and key-index layers, and rules read a key for
+        every event. Outside a record (HTTP views), faust's own lookup."""
+        local = self._event_db()
+        if local is not None:
+            value = local[1].get(key)
+            return default if value is None else value
         try:
             return self.data[key]
         except KeyError:
             return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """Write the record's partition's database and queue the changelog record,
+        which is all faust's table does for a raw, unwindowed table, minus its layers
+        (codec, key index, sensors) that cost a rule a tenth of its time."""
+        local = self._event_db()
+        if local is None:
+            super().__setitem__(key, value)
+            return
+        partition, db = local
+        db.put(key, value)
+        self.send_changelog(partition, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        local = self._event_db()
+        if local is None:
+            super().__delitem__(key)
+            return
+        partition, db = local
+        db.delete(key)
+        self.send_changelog(partition, key, None)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         value = self.get(key, _MISSING)
