@@ -66,7 +66,7 @@ class FraudApp(faust.App):
             beacon=self.beacon,
             loop=transport.loop,
         )
-        consumer.use(self.bulk_handlers)
+        consumer.use(self.bulk_handlers, on_caught_up=outbox.send_soon)
         return consumer
 
 

@@ -106,9 +106,16 @@ class BulkConsumer(AIOKafkaConsumer):
     bulk handler to that handler directly (module docstring)."""
 
     handlers: Mapping[str, Handler] = {}
+    on_caught_up: Callable[[], None] | None = None
 
-    def use(self, handlers: Mapping[str, Handler]) -> None:
+    def use(
+        self, handlers: Mapping[str, Handler], on_caught_up: Callable[[], None] | None = None
+    ) -> None:
+        """``on_caught_up`` is called when a fetch's records are all handled and they
+        were everything the broker had: the app sends its outputs then instead of
+        waiting for the producer linger, which only pays when more records follow."""
         self.handlers = handlers
+        self.on_caught_up = on_caught_up
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
         if not self.handlers:
@@ -130,6 +137,7 @@ class BulkConsumer(AIOKafkaConsumer):
                     await self._seek_back()
                     continue
                 generation = app.consumer_generation_id
+                handled_any, caught_up = False, True
                 for tp, batch in records.items():
                     if not self.flow_active or app.consumer_generation_id != generation:
                         break
@@ -141,7 +149,12 @@ class BulkConsumer(AIOKafkaConsumer):
                     if handler is None:
                         await self._deliver_each(tp, batch)
                     else:
-                        await self._deliver_bulk(tp, batch, handler)
+                        last = await self._deliver_bulk(tp, batch, handler)
+                        if last is not None:
+                            handled_any = True
+                            caught_up = caught_up and last + 1 >= (self.highwater(tp) or 0)
+                if handled_any and caught_up and self.on_caught_up is not None:
+                    self.on_caught_up()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -166,9 +179,10 @@ class BulkConsumer(AIOKafkaConsumer):
             self._n_acked = 0
             await self.commit()
 
-    async def _deliver_bulk(self, tp: TP, batch: Iterable[Any], handler: Handler) -> None:
+    async def _deliver_bulk(self, tp: TP, batch: Iterable[Any], handler: Handler) -> int | None:
         """Hand a partition's fetched records to ``handler`` in order; ack each one
-        that was handled (not one cut short by a rebalance or a stop)."""
+        that was handled (not one cut short by a rebalance or a stop). Returns the
+        last offset handled, if any."""
         await self._commit_if_due()
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
@@ -214,6 +228,7 @@ class BulkConsumer(AIOKafkaConsumer):
             in_flight.acked = True
             self._unacked_messages.discard(in_flight)
             notify(self._waiting_for_ack)
+        return handled[-1] if handled else None
 
     def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:
         """faust's ``Consumer.ack`` for many offsets of one partition at once."""

@@ -137,6 +137,12 @@ class Outbox:
             self._close(batch)
         await self._send_ready()
 
+    def send_soon(self) -> None:
+        """Send what is queued now rather than at the linger's end: when the input is
+        caught up, no more records are coming to fill the batches."""
+        if self.open or self.ready:
+            asyncio.ensure_future(self._guarded_flush())
+
     def raise_failures(self) -> None:
         """Raise the first failed delivery since the last call: nothing behind it may
         have its offset committed."""
