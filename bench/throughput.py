@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
@@ -76,21 +77,30 @@ def run_clicks(
     *,
     all_checks: bool = False,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[float, bool]:
-    """Clicks through one worker; correct when the exact checks' alerts equal their
-    oracles (with all checks: click bursts, stacked ads and the rate limit). ``env``
-    adds settings to the worker's environment (to compare one setting's effect)."""
+    """Clicks through ``workers`` workers of one app (timed once all have their
+    partitions); correct when the exact checks' alerts equal their oracles (with all
+    checks: click bursts, stacked ads and the rate limit). ``env`` adds settings to
+    the workers' environment (to compare one setting's effect)."""
     space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks")
     space.create_topics()
     expected = {"click_burst": fraudulent_click_ids(clicks)}
     if all_checks:
         expected["stacked_ads"] = stacked_click_ids(clicks)
         expected["rate_limit"] = over_limit_click_ids(clicks)
-    worker = space.worker(
-        workdir / space.name, **({} if all_checks else CLICK_RULE_ONLY), **(env or {})
-    )
-    worker.log_level = "warn"
-    with running(worker):
+    with ExitStack() as stack:
+        started_workers = []
+        for number in range(workers):
+            worker = space.worker(
+                workdir / f"{space.name}-{number}",
+                **({} if all_checks else CLICK_RULE_ONLY),
+                **(env or {}),
+            )
+            worker.log_level = "warn"
+            started_workers.append(stack.enter_context(running(worker)))
+        for worker in started_workers:  # each joining worker rebalanced the others
+            worker.wait_ready(120.0)
         started = time.perf_counter()
         space.produce([(c["session_id"], c) for c in clicks])
         space.consume("verdicts", until=len(clicks), timeout_s=900)
