@@ -191,6 +191,15 @@ def test_project_installed_without_test_extras(dockerfile: list[Instruction]) ->
         assert "[test]" not in args and ".[" not in args, f"test extras installed: {args}"
 
 
+def test_worker_runs_on_jemalloc(final_stage: list[Instruction]) -> None:
+    """The README's memory bound was measured with jemalloc preloaded."""
+    preload = env_of(final_stage).get("LD_PRELOAD")
+    assert preload == "/usr/lib/libjemalloc.so.2", preload
+    runs = " ".join(ins.args for ins in final_stage if ins.keyword == "RUN")
+    assert "install -y --no-install-recommends libjemalloc2" in runs
+    assert f"ln -s /usr/lib/*-linux-gnu/libjemalloc.so.2 {preload}" in runs
+
+
 def test_reference_tables_are_in_the_image(final_stage: list[Instruction]) -> None:
     # A non-editable install has no checkout beside it: FRAUDAPP_TABLES must point at
     # a copy of tables/ (reference.tables_dir()).
