@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from faust.streams import _current_event
@@ -49,42 +50,26 @@ from mode.utils.futures import notify
 YIELD_EVERY = 100
 
 
+@dataclass(slots=True)
 class BulkMessage:
     """The parts of faust's ``Message`` that handlers read; the timestamp in float
     seconds, as faust gives it."""
 
-    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
-
-    def __init__(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: float | None,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Any,
-    ) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
-
-    @property
-    def tp(self) -> TP:
-        return TP(self.topic, self.partition)
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None
+    key: bytes | None
+    value: bytes | None
+    headers: Any
 
 
+@dataclass(slots=True, weakref_slot=True)
 class BulkEvent:
-    """What a handler gets for one record: ``event.message``, as from a faust stream."""
+    """What a handler gets for one record: ``event.message``, as from a faust stream
+    (weak-referenceable: faust's current event is a weak reference)."""
 
-    __slots__ = ("message", "__weakref__")
-
-    def __init__(self, message: BulkMessage) -> None:
-        self.message = message
+    message: BulkMessage
 
 
 Handler = Callable[[Any], Awaitable[None]]
