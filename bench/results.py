@@ -7,9 +7,33 @@ each replaces only what stands between ``<!-- NAME:start -->`` and
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def rate_table(
+    rows: dict[str, list[float]],
+    labels: dict[str, str],
+    correct: dict[str, bool],
+    unit: str = "events/s",
+) -> list[str]:
+    """Markdown rows of rates against the ``bare`` baseline, measured in the same
+    rounds: median, range, ratio to the baseline's median, and the oracle check."""
+    bare = statistics.median(rows["bare"])
+    lines = [
+        f"| implementation | {unit} (median) | min–max | vs. bare consumer | matches oracle |",
+        "|---|---|---|---|---|",
+    ]
+    for name, values in rows.items():
+        median = statistics.median(values)
+        ok = "—" if name == "bare" else ("yes" if correct[name] else "**NO**")
+        lines.append(
+            f"| {labels[name]} | {median:,.0f} | {min(values):,.0f}–{max(values):,.0f}"
+            f" | {median / bare:.3f} | {ok} |"
+        )
+    return lines
 
 
 def write_section(name: str, section: str, path: Path = RESULTS) -> None:

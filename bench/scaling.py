@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results import write_section  # noqa: E402
+from bench.results import rate_table, write_section  # noqa: E402
 from bench.throughput import bare_consumer, run_clicks  # noqa: E402
 from fraudapp.brokers import KAFKA_VERSION, KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
@@ -65,16 +65,7 @@ def main() -> int:
         "one": "one fraudapp worker, click rule alone",
         "two": "two fraudapp workers of one app, click rule alone",
     }
-    lines = [
-        "| implementation | clicks/s (median) | min–max | vs. bare consumer | matches oracle |",
-        "|---|---|---|---|---|",
-    ]
-    for name, values in rows.items():
-        ok = "—" if name == "bare" else ("yes" if correct[name] else "**NO**")
-        lines.append(
-            f"| {labels[name]} | {medians[name]:,.0f} | {min(values):,.0f}–{max(values):,.0f}"
-            f" | {medians[name] / medians['bare']:.3f} | {ok} |"
-        )
+    lines = rate_table(rows, labels, correct, unit="clicks/s")
     ratio = medians["two"] / medians["one"]
     verdict = "met" if ratio >= TARGET else "**not met**"
     section = "\n".join(

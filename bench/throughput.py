@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.results import write_section  # noqa: E402
+from bench.results import rate_table, write_section  # noqa: E402
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.atm.oracle import expected_pairs  # noqa: E402
@@ -176,24 +176,13 @@ def main() -> int:
                 flush=True,
             )
 
-    bare = statistics.median(rows["bare"])
-    lines = [
-        "| implementation | events/s (median) | min–max | vs. bare consumer | matches oracle |",
-        "|---|---|---|---|---|",
-    ]
     labels = {
         "bare": f"bare aiokafka consumer, decode only ({args.clicks:,} clicks)",
         "clicks": f"fraudapp worker, click rule alone ({args.clicks:,} clicks, shuffled)",
         "checks": f"fraudapp worker, all click checks ({args.clicks:,} clicks, shuffled)",
         "atm": f"fraudapp worker, ATM rule ({args.txns:,} transactions)",
     }
-    for name, values in rows.items():
-        median = statistics.median(values)
-        ok = "—" if name == "bare" else ("yes" if correct[name] else "**NO**")
-        lines.append(
-            f"| {labels[name]} | {median:,.0f} | {min(values):,.0f}–{max(values):,.0f}"
-            f" | {median / bare:.3f} | {ok} |"
-        )
+    lines = rate_table(rows, labels, correct)
     table = "\n".join(lines)
     print(table)
     checks, alone = statistics.median(rows["checks"]), statistics.median(rows["clicks"])
