@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throughput import CLICK_RULE_ONLY  # noqa: E402
 from fraudapp.brokers import KafkaBroker  # noqa: E402
+from fraudapp.workerproc import WorkerProcess  # noqa: E402
 from tests.integration.helpers import AppSpace, running  # noqa: E402
 
 
@@ -120,6 +122,45 @@ async def measure(
     return [received[k] - t for k, t in sent.items() if k in received]
 
 
+def gc_pauses(worker: WorkerProcess) -> dict[str, float]:
+    """The worker's garbage-collector pauses so far, per generation: ``count``,
+    ``sum`` (s) and ``slow`` (those over 10 ms). A collection stops the loop, and
+    a full one walks every live object."""
+    status, text = worker.get("/metrics", timeout=5)
+    if status != 200 or not isinstance(text, str):
+        raise RuntimeError(f"/metrics answered {status}")
+    found: dict[str, float] = {}
+    for name, labels, value in re.findall(
+        r"^fraudapp_gc_pause_seconds_(\w+)\{(.*)\} (\S+)$", text, re.M
+    ):
+        generation = re.search(r'generation="(\d)"', labels)
+        if generation is None:
+            continue
+        key = f"gen{generation[1]}"
+        if name in ("count", "sum"):
+            found[f"{key}_{name}"] = float(value)
+        elif name == "bucket" and 'le="0.01"' in labels:
+            found[f"{key}_fast"] = float(value)
+    for generation in range(3):
+        key = f"gen{generation}"
+        found[f"{key}_slow"] = found.get(f"{key}_count", 0.0) - found.pop(f"{key}_fast", 0.0)
+    return found
+
+
+def gc_during(before: dict[str, float], after: dict[str, float]) -> str:
+    """What the collector cost the worker while latency was measured."""
+    parts = []
+    for generation in range(3):
+        key = f"gen{generation}"
+        count = after.get(f"{key}_count", 0.0) - before.get(f"{key}_count", 0.0)
+        total = after.get(f"{key}_sum", 0.0) - before.get(f"{key}_sum", 0.0)
+        slow = after.get(f"{key}_slow", 0.0) - before.get(f"{key}_slow", 0.0)
+        parts.append(
+            f"gen{generation} {count:,.0f} ({total * 1000:,.0f} ms, {slow:,.0f} over 10 ms)"
+        )
+    return "; ".join(parts)
+
+
 def summary(latencies: list[float], expected: int) -> str:
     q = statistics.quantiles(latencies, n=100)
     return f"{q[49]:.1f} | {q[98]:.1f} | {max(latencies):.1f} | {len(latencies):,} of {expected:,}"
@@ -143,13 +184,14 @@ def main() -> int:
             expected = int(rate * args.seconds) // 3
             rows.append(
                 f"| broker round trip (produce -> consume) | {rate:,.0f} | "
-                f"{summary(base, expected)} |"
+                f"{summary(base, expected)} | — |"
             )
             space = AppSpace(broker.bootstrap, "lat-worker", **CLICK_RULE_ONLY)
             space.create_topics()
             worker = space.worker(work / space.name)
             worker.log_level = "warn"
             with running(worker):
+                before = gc_pauses(worker)
                 lat = asyncio.run(
                     measure(
                         broker.bootstrap,
@@ -160,13 +202,17 @@ def main() -> int:
                         args.seconds,
                     )
                 )
+                collections = gc_during(before, gc_pauses(worker))
             rows.append(
                 f"| fraudapp worker, click rule (click -> alert) | {rate:,.0f} | "
-                f"{summary(lat, expected)} |"
+                f"{summary(lat, expected)} | {collections} |"
             )
             print(rows[-2], rows[-1], sep="\n", flush=True)
-    print("| path | clicks/s | p50 ms | p99 ms | max ms | alerts measured |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| path | clicks/s | p50 ms | p99 ms | max ms | alerts measured"
+        " | worker's garbage collections meanwhile |"
+    )
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     return 0
 
