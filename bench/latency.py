@@ -70,6 +70,7 @@ async def collect(
     until: int,
     received: dict[str, float],
     timeout_s: float,
+    stamped: dict[str, float],
 ) -> None:
     consumer = AIOKafkaConsumer(
         topic,
@@ -95,22 +96,26 @@ async def collect(
                     # Only the clicks that complete a burst (the floor reads them all).
                     if isinstance(key, str) and key.endswith("-2"):
                         received.setdefault(key, arrived)
+                        stamped.setdefault(key, float(message.timestamp))
     finally:
         await consumer.stop()
 
 
 async def measure(
     bootstrap: str, source: str, sink: str, field: str, rate: float, seconds: float
-) -> list[float]:
+) -> list[Point]:
+    """(epoch ms the completing click was sent, latency ms, ms until the output's
+    record timestamp) of each alert received."""
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
+    stamped: dict[str, float] = {}
     expected = int(rate * seconds) // 3
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await producer.start()
     try:
         ready = asyncio.Event()
         reader = asyncio.create_task(
-            collect(ready, bootstrap, sink, field, expected, received, seconds + 120)
+            collect(ready, bootstrap, sink, field, expected, received, seconds + 120, stamped)
         )
         await asyncio.wait_for(ready.wait(), 60)
         await pace(producer, source, rate, seconds, sent)
@@ -119,7 +124,7 @@ async def measure(
         print(f"  {source} -> {sink}: {len(received):,} of {expected:,}", flush=True)
     finally:
         await producer.stop()
-    return [received[k] - t for k, t in sent.items() if k in received]
+    return [(t, received[k] - t, stamped[k] - t) for k, t in sent.items() if k in received]
 
 
 def gc_pauses(worker: WorkerProcess) -> dict[str, float]:
@@ -161,7 +166,26 @@ def gc_during(before: dict[str, float], after: dict[str, float]) -> str:
     return "; ".join(parts)
 
 
-def summary(latencies: list[float], expected: int) -> str:
+#: One output received: (epoch ms its input was sent, ms until it was received, ms
+#: until its record's timestamp, which the producer that wrote it stamps as the
+#: record is added to a batch; for a worker's alert, the part of the latency spent
+#: before the worker queued it, the rest being the send and the fetch).
+Point = tuple[float, float, float]
+
+
+def write_trace(path: Path, points: list[Point]) -> None:
+    """Each alert's send time (ms from the first), latency and time to its record's
+    timestamp, to see whether the slow ones come together (the loop stopped) or
+    alone, and on which side of the worker's queueing the time goes."""
+    start = points[0][0] if points else 0.0
+    path.write_text(
+        "sent_ms,latency_ms,queued_ms\n"
+        + "".join(f"{t - start:.1f},{lat:.2f},{queued:.2f}\n" for t, lat, queued in points)
+    )
+
+
+def summary(points: list[Point], expected: int) -> str:
+    latencies = [lat for _, lat, _ in points]
     q = statistics.quantiles(latencies, n=100)
     return f"{q[49]:.1f} | {q[98]:.1f} | {max(latencies):.1f} | {len(latencies):,} of {expected:,}"
 
@@ -170,6 +194,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[2000.0, 10000.0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--trace", type=Path, help="write each worker alert's latency to TRACE-<rate>.csv"
+    )
     args = parser.parse_args()
     rows = []
     work = Path(tempfile.mkdtemp(prefix="fraudapp-latency-"))
@@ -203,6 +230,8 @@ def main() -> int:
                     )
                 )
                 collections = gc_during(before, gc_pauses(worker))
+            if args.trace:
+                write_trace(Path(f"{args.trace}-{rate:.0f}.csv"), lat)
             rows.append(
                 f"| fraudapp worker, click rule (click -> alert) | {rate:,.0f} | "
                 f"{summary(lat, expected)} | {collections} |"

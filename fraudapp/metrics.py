@@ -168,6 +168,32 @@ class RocksDBCollector(Collector):
         yield family
 
 
+class GaugeCollector(Collector):
+    """A gauge read at scrape time: ``values`` yields (label values, value)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: list[str],
+        values: Callable[[], Iterator[tuple[list[str], float]]],
+    ) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self.values = values
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for labels, value in self.values():
+            family.add_metric(labels, value)
+        yield family
+
+
 class PythonHeapCollector(Collector):
     """Blocks held by Python's small-object allocator (every object up to 512 bytes):
     it grows with live Python objects and not with native memory (RocksDB, buffers),

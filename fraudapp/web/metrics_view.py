@@ -13,7 +13,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fraudapp import metrics, storage
+from fraudapp import changelogpause, metrics, storage
 from fraudapp.app import app
 
 
@@ -36,6 +36,14 @@ def _offsets() -> Iterator[tuple[str, int, int, int]]:
 
 metrics.registry.register(metrics.LagCollector(_offsets))
 metrics.registry.register(metrics.RocksDBCollector(lambda: storage.memory_of(app.tables.items())))
+metrics.registry.register(
+    metrics.GaugeCollector(
+        "fraudapp_fetched_unread_partitions",
+        "Partitions whose fetched records wait in the consumer's buffer, unread",
+        ["topic"],
+        lambda: changelogpause.unread_by_topic(app.consumer),
+    )
+)
 
 
 @app.page("/metrics")
