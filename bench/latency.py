@@ -195,6 +195,13 @@ def main() -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[2000.0, 10000.0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the worker alone (repeatable)",
+    )
+    parser.add_argument(
         "--trace", type=Path, help="write each worker alert's latency to TRACE-<rate>.csv"
     )
     args = parser.parse_args()
@@ -215,7 +222,9 @@ def main() -> int:
             )
             space = AppSpace(broker.bootstrap, "lat-worker", **CLICK_RULE_ONLY)
             space.create_topics()
-            worker = space.worker(work / space.name)
+            worker = space.worker(
+                work / space.name, **dict(item.split("=", 1) for item in args.worker_env)
+            )
             worker.log_level = "warn"
             with running(worker):
                 before = gc_pauses(worker)

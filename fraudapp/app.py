@@ -148,9 +148,13 @@ outputs_declared = asyncio.Event()
 
 @app.task
 async def declare_outputs() -> None:
-    """Create the output topics (no-op when they exist) before anything is sent."""
-    for topic in (alerts_topic, dead_letter_topic, *_extra_outputs):
-        await topic.maybe_declare()
+    """Create the output topics (no-op when they exist) and learn their partitions
+    and the changelogs' before anything is sent."""
+    outputs = (alerts_topic, dead_letter_topic, *_extra_outputs)
+    changelogs = [table.changelog_topic for table in app.tables.values()]
+    for topic in (*outputs, *changelogs):
+        await topic.maybe_declare()  # changelogs: compacted, as faust declares them
+    await outbox.learn([topic.get_topic_name() for topic in (*outputs, *changelogs)])
     outputs_declared.set()
 
 

@@ -128,6 +128,14 @@ class Outbox:
         if len(self.ready) >= self.max_ready:
             await self._send_ready()
 
+    async def learn(self, topics: Sequence[str]) -> None:
+        """Fetch the producer's metadata for ``topics`` now, not on their first send:
+        aiokafka learns a topic's partitions when a batch for it is sent, a metadata
+        round trip plus up to a 100 ms retry backoff, and the outbox sends one batch
+        at a time, so every record queued behind the first one of a topic waits too."""
+        for topic in topics:
+            await self._partition_count(topic)
+
     # -- sending ---------------------------------------------------------------------
 
     async def flush(self) -> None:
