@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from mode.utils.futures import notify
-
-from fraudapp.changelogpause import PausesChangelogFetches
 
 #: Records handled between two yields to the event loop (faust's drain loop uses 100
 #: too), so the web server and timers answer during a long backlog.
@@ -87,10 +86,9 @@ class _InFlight:
         self.refcount = 1
 
 
-class BulkConsumer(PausesChangelogFetches):
+class BulkConsumer(AIOKafkaConsumer):
     """faust's aiokafka consumer, whose fetch loop hands records of topics with a
-    bulk handler to that handler directly (module docstring), and whose changelog
-    pauses stop aiokafka's fetches (:mod:`fraudapp.changelogpause`)."""
+    bulk handler to that handler directly (module docstring)."""
 
     handlers: Mapping[str, Handler] = {}
     on_caught_up: Callable[[], None] | None = None

@@ -13,7 +13,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fraudapp import changelogpause, metrics, storage
+from fraudapp import fetchbuffer, metrics, storage
 from fraudapp.app import app
 
 
@@ -41,7 +41,7 @@ metrics.registry.register(
         "fraudapp_fetched_unread_partitions",
         "Partitions whose fetched records wait in the consumer's buffer, unread",
         ["topic"],
-        lambda: changelogpause.unread_by_topic(app.consumer),
+        lambda: fetchbuffer.unread_by_topic(app.consumer),
     )
 )
 
