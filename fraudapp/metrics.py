@@ -114,62 +114,10 @@ def check_skipped_late(stage: str) -> None:
     _late.labels(f"stage:{stage}").inc()
 
 
-class LagCollector(Collector):
-    """Consumer lag per assigned partition, read at scrape time from the consumer:
-    the partition's end offset minus the next offset this worker will read."""
-
-    def __init__(self, offsets: Callable[[], Iterator[tuple[str, int, int, int]]]) -> None:
-        self.offsets = offsets
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "fraudapp_consumer_lag",
-            "Records on the partition not yet read by this worker",
-            labels=["topic", "partition"],
-        )
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        # Without this the registry calls collect() at registration, before the
-        # consumer exists.
-        yield self._family()
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        lag = self._family()
-        for topic, partition, end, position in self.offsets():
-            lag.add_metric([topic, str(partition)], max(0, end - position))
-        yield lag
-
-
-class RocksDBCollector(Collector):
-    """RocksDB's own memory figures per table (memtables, block cache, index and
-    filter blocks) and its bytes on disk, read at scrape time, so a worker's
-    resident memory can be told apart from its state's (bench/soak.py plots both)."""
-
-    def __init__(self, figures: Callable[[], Iterator[tuple[str, str, int]]]) -> None:
-        self.figures = figures
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "fraudapp_rocksdb_bytes",
-            "RocksDB memory (memtables, block_cache, table_readers) and sst bytes on "
-            "disk, summed over the table's partitions open on this worker",
-            labels=["table", "kind"],
-        )
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield self._family()
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
-        for table, kind, value in self.figures():
-            family.add_metric([table, kind], value)
-        yield family
-
-
 class GaugeCollector(Collector):
-    """A gauge read at scrape time: ``values`` yields (label values, value)."""
+    """A gauge read at scrape time: ``values`` yields (label values, value). Its
+    ``describe`` names the family without reading it: otherwise the registry calls
+    ``collect`` at registration, before the consumer or the tables exist."""
 
     def __init__(
         self,
@@ -194,28 +142,48 @@ class GaugeCollector(Collector):
         yield family
 
 
-class PythonHeapCollector(Collector):
+def lag_collector(offsets: Callable[[], Iterator[tuple[str, int, int, int]]]) -> GaugeCollector:
+    """Consumer lag per assigned partition, read at scrape time from the consumer:
+    the partition's end offset minus the next offset this worker will read."""
+    return GaugeCollector(
+        "fraudapp_consumer_lag",
+        "Records on the partition not yet read by this worker",
+        ["topic", "partition"],
+        lambda: (
+            ([topic, str(partition)], max(0, end - position))
+            for topic, partition, end, position in offsets()
+        ),
+    )
+
+
+def rocksdb_collector(figures: Callable[[], Iterator[tuple[str, str, int]]]) -> GaugeCollector:
+    """RocksDB's own memory figures per table (memtables, block cache, index and
+    filter blocks) and its bytes on disk, read at scrape time, so a worker's
+    resident memory can be told apart from its state's (bench/soak.py plots both)."""
+    return GaugeCollector(
+        "fraudapp_rocksdb_bytes",
+        "RocksDB memory (memtables, block_cache, table_readers) and sst bytes on "
+        "disk, summed over the table's partitions open on this worker",
+        ["table", "kind"],
+        lambda: (([table, kind], value) for table, kind, value in figures()),
+    )
+
+
+def _python_blocks() -> Iterator[tuple[list[str], float]]:
     """Blocks held by Python's small-object allocator (every object up to 512 bytes):
     it grows with live Python objects and not with native memory (RocksDB, buffers),
     so a memory curve can be told apart into the two. Cheap: a counter read."""
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield self._family()
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "fraudapp_python_allocated_blocks",
-            "Memory blocks allocated by Python's object allocator (sys.getallocatedblocks)",
-        )
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
-        family.add_metric([], sys.getallocatedblocks())
-        yield family
+    yield [], sys.getallocatedblocks()
 
 
-registry.register(PythonHeapCollector())
+registry.register(
+    GaugeCollector(
+        "fraudapp_python_allocated_blocks",
+        "Memory blocks allocated by Python's object allocator (sys.getallocatedblocks)",
+        [],
+        _python_blocks,
+    )
+)
 
 _gc_pause = Histogram(
     "fraudapp_gc_pause_seconds",

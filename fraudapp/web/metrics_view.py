@@ -34,8 +34,8 @@ def _offsets() -> Iterator[tuple[str, int, int, int]]:
             yield tp.topic, tp.partition, end, position
 
 
-metrics.registry.register(metrics.LagCollector(_offsets))
-metrics.registry.register(metrics.RocksDBCollector(lambda: storage.memory_of(app.tables.items())))
+metrics.registry.register(metrics.lag_collector(_offsets))
+metrics.registry.register(metrics.rocksdb_collector(lambda: storage.memory_of(app.tables.items())))
 metrics.registry.register(
     metrics.GaugeCollector(
         "fraudapp_fetched_unread_partitions",
