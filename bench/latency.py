@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -127,43 +128,38 @@ async def measure(
     return [(t, received[k] - t, stamped[k] - t) for k, t in sent.items() if k in received]
 
 
-def gc_pauses(worker: WorkerProcess) -> dict[str, float]:
-    """The worker's garbage-collector pauses so far, per generation: ``count``,
-    ``sum`` (s) and ``slow`` (those over 10 ms). A collection stops the loop, and
-    a full one walks every live object."""
+def gc_pauses(worker: WorkerProcess) -> Counter[tuple[int, str]]:
+    """The worker's garbage-collector pauses so far, per (generation, figure):
+    ``count``, ``sum`` (s) and ``slow`` (those over 10 ms). A collection stops the
+    loop, and a full one walks every live object."""
     status, text = worker.get("/metrics", timeout=5)
     if status != 200 or not isinstance(text, str):
         raise RuntimeError(f"/metrics answered {status}")
-    found: dict[str, float] = {}
-    for name, labels, value in re.findall(
-        r"^fraudapp_gc_pause_seconds_(\w+)\{(.*)\} (\S+)$", text, re.M
-    ):
-        generation = re.search(r'generation="(\d)"', labels)
-        if generation is None:
+    found: Counter[tuple[int, str]] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name != "fraudapp_gc_pause_seconds":
             continue
-        key = f"gen{generation[1]}"
-        if name in ("count", "sum"):
-            found[f"{key}_{name}"] = float(value)
-        elif name == "bucket" and 'le="0.01"' in labels:
-            found[f"{key}_fast"] = float(value)
+        for sample in family.samples:
+            generation = int(sample.labels["generation"])
+            figure = sample.name.removeprefix(family.name + "_")
+            if figure in ("count", "sum"):
+                found[generation, figure] += sample.value
+            elif figure == "bucket" and float(sample.labels["le"]) == 0.01:
+                found[generation, "slow"] -= sample.value
     for generation in range(3):
-        key = f"gen{generation}"
-        found[f"{key}_slow"] = found.get(f"{key}_count", 0.0) - found.pop(f"{key}_fast", 0.0)
+        found[generation, "slow"] += found[generation, "count"]
     return found
 
 
-def gc_during(before: dict[str, float], after: dict[str, float]) -> str:
+def gc_during(before: Counter[tuple[int, str]], after: Counter[tuple[int, str]]) -> str:
     """What the collector cost the worker while latency was measured."""
-    parts = []
-    for generation in range(3):
-        key = f"gen{generation}"
-        count = after.get(f"{key}_count", 0.0) - before.get(f"{key}_count", 0.0)
-        total = after.get(f"{key}_sum", 0.0) - before.get(f"{key}_sum", 0.0)
-        slow = after.get(f"{key}_slow", 0.0) - before.get(f"{key}_slow", 0.0)
-        parts.append(
-            f"gen{generation} {count:,.0f} ({total * 1000:,.0f} ms, {slow:,.0f} over 10 ms)"
-        )
-    return "; ".join(parts)
+    spent = after.copy()
+    spent.subtract(before)
+    return "; ".join(
+        f"gen{g} {spent[g, 'count']:,.0f} ({spent[g, 'sum'] * 1000:,.0f} ms,"
+        f" {spent[g, 'slow']:,.0f} over 10 ms)"
+        for g in range(3)
+    )
 
 
 #: One output received: (epoch ms its input was sent, ms until it was received, ms
