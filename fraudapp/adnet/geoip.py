@@ -25,10 +25,15 @@ from __future__ import annotations
 import csv
 import ipaddress
 import math
+import socket
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+_pton = socket.inet_pton
+_AF4 = socket.AF_INET
+_AF6 = socket.AF_INET6
 
 HEADER = ("network", "lat", "lon", "city", "country")
 
@@ -113,19 +118,13 @@ class GeoIpTable:
         """The point of the most specific network holding ``ip``; None when no network
         holds it or ``ip`` is not an address. Never raises: clicks carry what the
         client sent. An IPv4-mapped IPv6 address is looked up as its IPv4 address."""
-        if not isinstance(ip, str):
+        parsed = _parse(ip)
+        if parsed is None:
             return None
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return None
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        n = int(addr)
-        starts = self._starts[addr.version]
-        i = bisect_right(starts, n) - 1
-        if i >= 0 and n <= self._ends[addr.version][i]:
-            return self._points[addr.version][i]
+        version, n = parsed
+        i = bisect_right(self._starts[version], n) - 1
+        if i >= 0 and n <= self._ends[version][i]:
+            return self._points[version][i]
         return None
 
     def __len__(self) -> int:
@@ -135,6 +134,31 @@ class GeoIpTable:
     def __repr__(self) -> str:
         ranges = sum(len(s) for s in self._starts.values())
         return f"GeoIpTable({self._networks} networks, {ranges} ranges)"
+
+
+#: The first 12 bytes of an IPv4-mapped IPv6 address (``::ffff:0:0/96``).
+_MAPPED = bytes(10) + b"\xff\xff"
+
+
+def _parse(ip: object) -> tuple[int, int] | None:
+    """(IP version, address as an int), IPv4-mapped IPv6 as IPv4; None for anything
+    that is not an address. Through ``socket.inet_pton``: every located click pays
+    for this, and ``ipaddress.ip_address`` took ~4 us of the click rule's ~90 (py-spy);
+    it is as strict (no leading zeros, no short IPv4 forms; a scoped IPv6 address
+    such as ``fe80::1%eth0`` has no place either way)."""
+    if not isinstance(ip, str):
+        return None
+    try:
+        return 4, int.from_bytes(_pton(_AF4, ip))
+    except (OSError, ValueError):
+        pass
+    try:
+        packed = _pton(_AF6, ip)
+    except (OSError, ValueError):
+        return None
+    if packed[:12] == _MAPPED:
+        return 4, int.from_bytes(packed[12:])
+    return 6, int.from_bytes(packed)
 
 
 def load_geoip(path: Path) -> GeoIpTable:

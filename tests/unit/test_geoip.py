@@ -154,3 +154,51 @@ def test_empty_city_blank_lines_and_missing_file(tmp_path: Path) -> None:
     assert table.lookup("10.9.9.9") == GeoPoint(1.0, 2.0)
     empty = load_geoip(tmp_path / "missing.csv")
     assert len(empty) == 0 and empty.lookup("10.1.2.3") is None
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "10.1.2.3",
+        "::ffff:10.1.2.3",
+        "2001:db8::1",
+        "01.2.3.4",
+        "1.2.3",
+        "10.1.2.3 ",
+        "",
+        "x",
+        "10.1.2.3\x00",
+        "\u0661.2.3.4",
+        "::ffff:1.2.3",
+        "10.1.2.256",
+    ],
+)
+def test_lookup_parses_addresses_as_ipaddress_does(ip: str) -> None:
+    """The lookup parses with ``inet_pton`` for speed; what it accepts and how it reads
+    an IPv4-mapped address must be what ``ipaddress`` would say."""
+    table = GeoIpTable(
+        [
+            ("10.1.0.0/16", GeoPoint(6.45, 3.39, "Lagos", "NG")),
+            ("2001:db8::/32", GeoPoint(0.0, 0.0, "Doc", "ZZ")),
+        ]
+    )
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        expected = None
+    else:
+        mapped = getattr(address, "ipv4_mapped", None)
+        expected = table.lookup(str(mapped)) if mapped else None
+        if mapped is None:
+            net = "10.1.0.0/16" if address.version == 4 else "2001:db8::/32"
+            inside = address in ipaddress.ip_network(net)
+            expected = (
+                (
+                    GeoPoint(6.45, 3.39, "Lagos", "NG")
+                    if address.version == 4
+                    else GeoPoint(0.0, 0.0, "Doc", "ZZ")
+                )
+                if inside
+                else None
+            )
+    assert table.lookup(ip) == expected
