@@ -26,6 +26,7 @@ from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
 from fraudapp.settings import Settings
 from fraudapp.statetable import StateTable
+from fraudapp.statewrites import StateWrites
 from fraudapp.storage import bound_info_logs
 
 
@@ -66,7 +67,7 @@ class FraudApp(faust.App):
             beacon=self.beacon,
             loop=transport.loop,
         )
-        consumer.use(self.bulk_handlers, on_caught_up=outbox.send_soon)
+        consumer.use(self.bulk_handlers, on_caught_up=outbox.send_soon, writes=state_writes)
         return consumer
 
 
@@ -107,6 +108,10 @@ def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
 #: Every record a worker produces for an event, changelogs included, leaves through
 #: here in batches (:mod:`fraudapp.outbox` says why and what it keeps).
 outbox = Outbox(lambda: app.producer, settings.producer_linger_ms / 1000.0)
+#: The state tables' writes while the bulk feed hands records over, written in one
+#: go per database, always before the outbox sends (:mod:`fraudapp.statewrites`).
+state_writes = StateWrites()
+outbox.before_send = state_writes.flush
 
 
 def state_table(name: str) -> faust.Table:
@@ -122,6 +127,7 @@ def state_table(name: str) -> faust.Table:
         value_type=bytes,
         options=settings.rocksdb.table_options(),
         outbox=outbox,
+        writes=state_writes,
     )
     return app.tables.add(table)
 

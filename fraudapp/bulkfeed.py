@@ -45,6 +45,8 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from mode.utils.futures import notify
 
+from fraudapp.statewrites import StateWrites
+
 #: Records handled between two yields to the event loop (faust's drain loop uses 100
 #: too), so the web server and timers answer during a long backlog.
 YIELD_EVERY = 100
@@ -92,15 +94,23 @@ class BulkConsumer(AIOKafkaConsumer):
 
     handlers: Mapping[str, Handler] = {}
     on_caught_up: Callable[[], None] | None = None
+    writes: StateWrites | None = None
 
     def use(
-        self, handlers: Mapping[str, Handler], on_caught_up: Callable[[], None] | None = None
+        self,
+        handlers: Mapping[str, Handler],
+        on_caught_up: Callable[[], None] | None = None,
+        writes: StateWrites | None = None,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of
-        waiting for the producer linger, which only pays when more records follow."""
+        waiting for the producer linger, which only pays when more records follow.
+        ``writes`` gathers the state tables' writes while records are handed over and
+        is written at each yield and before the records are acked
+        (:mod:`fraudapp.statewrites`)."""
         self.handlers = handlers
         self.on_caught_up = on_caught_up
+        self.writes = writes
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
         if not self.handlers:
@@ -175,6 +185,9 @@ class BulkConsumer(AIOKafkaConsumer):
         self._unacked_messages.add(in_flight)
         handled: list[int] = []
         since_yield = 0
+        writes = self.writes
+        if writes is not None:
+            writes.begin()
         try:
             for record in batch:
                 offset = record.offset
@@ -203,16 +216,24 @@ class BulkConsumer(AIOKafkaConsumer):
                 since_yield += 1
                 if since_yield >= YIELD_EVERY:
                     since_yield = 0
+                    if writes is not None:
+                        writes.flush()
                     await asyncio.sleep(0)
         finally:
             _current_event.set(None)
-            if handled:
-                self._read_offset[tp] = handled[-1]
-                if acks:
-                    self._ack_offsets(tp, handled)
-            in_flight.acked = True
-            self._unacked_messages.discard(in_flight)
-            notify(self._waiting_for_ack)
+            try:
+                if writes is not None:
+                    # Before the acks: an acked record's state is written. If RocksDB
+                    # refuses, nothing is acked and the error ends the fetch loop.
+                    writes.end()
+                if handled:
+                    self._read_offset[tp] = handled[-1]
+                    if acks:
+                        self._ack_offsets(tp, handled)
+            finally:
+                in_flight.acked = True
+                self._unacked_messages.discard(in_flight)
+                notify(self._waiting_for_ack)
         return handled[-1] if handled else None
 
     def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:

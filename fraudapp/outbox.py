@@ -55,6 +55,10 @@ class _Batch:
     on_sent: list[OnSent] = field(default_factory=list)
 
 
+def _nothing() -> None:
+    return None
+
+
 class Outbox:
     """One worker's queue of outgoing records, sent as one batch per topic-partition.
 
@@ -79,6 +83,10 @@ class Outbox:
         self._aio: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._hooked = False
+        #: Called before any batch is handed to aiokafka: the state tables' pending
+        #: writes go to RocksDB before their changelog records leave
+        #: (:mod:`fraudapp.statewrites`).
+        self.before_send: Callable[[], None] = _nothing
 
     # -- queueing (no await: table writes are synchronous) ------------------------------
 
@@ -186,6 +194,7 @@ class Outbox:
         async with self._lock:
             producer = self._producer()
             while self.ready:
+                self.before_send()
                 batch = self.ready.pop(0)
                 future = await producer.send_batch(
                     batch.builder, batch.topic, partition=batch.partition

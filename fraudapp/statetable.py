@@ -15,6 +15,7 @@ from faust.streams import current_event
 from faust.types import TP
 
 from fraudapp.outbox import OnSent, Outbox
+from fraudapp.statewrites import StateWrites
 
 _MISSING: Any = object()
 
@@ -38,14 +39,18 @@ class StateTable(faust.Table):
     partition's persisted changelog offset (where recovery resumes reading); here it
     is set once per delivered batch, to the batch's last offset. While a record is
     handled, reads and writes go straight to its partition's RocksDB database;
-    faust's table sensors (its monitor's table counters) do not see them.
+    faust's table sensors (its monitor's table counters) do not see them. Under the
+    bulk feed, writes are gathered per database and written in one go
+    (:mod:`fraudapp.statewrites` says why and what keeps them in order).
     """
 
     outbox: Outbox
+    writes: StateWrites
 
-    def __init__(self, *args: Any, outbox: Outbox, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, outbox: Outbox, writes: StateWrites, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outbox = outbox
+        self.writes = writes
         self._persisters: dict[int, OnSent] = {}
 
     def send_changelog(  # type: ignore[override]
@@ -85,7 +90,7 @@ class StateTable(faust.Table):
         every event. Outside a record (HTTP views), faust's own lookup."""
         local = self._event_db()
         if local is not None:
-            value = local[1].get(key)
+            value = self.writes.get(local[1], key)
             return default if value is None else value
         try:
             return self.data[key]
@@ -101,7 +106,7 @@ class StateTable(faust.Table):
             super().__setitem__(key, value)
             return
         partition, db = local
-        db.put(key, value)
+        self.writes.put(db, key, value)
         self.send_changelog(partition, key, value)
 
     def __delitem__(self, key: Any) -> None:
@@ -110,7 +115,7 @@ class StateTable(faust.Table):
             super().__delitem__(key)
             return
         partition, db = local
-        db.delete(key)
+        self.writes.delete(db, key)
         self.send_changelog(partition, key, None)
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:

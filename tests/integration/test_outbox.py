@@ -8,7 +8,9 @@ relies on it for (see :mod:`fraudapp.outbox`).
 - each delivered batch reports its base offset and size, which tables turn into their
   persisted changelog offset;
 - a batch the broker refuses makes that flush raise, so no offset behind it is
-  committed.
+  committed;
+- the state tables' gathered writes reach RocksDB before any changelog record that
+  follows them is handed to Kafka.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.exceptions import ProducerSendError
+from rocksdict import Options, Rdict
 
 from fraudapp.brokers import KafkaBroker
 from fraudapp.kafkaio import read_topic
 from fraudapp.outbox import Outbox
 from fraudapp.partitioning import partition_for
+from fraudapp.statewrites import StateWrites
 
 pytestmark = pytest.mark.integration
 
@@ -128,3 +134,44 @@ async def test_a_refused_batch_makes_the_flush_raise(
         await producing.producer.flush()
     # Raised once: the next flush, with nothing failed since, goes through.
     await producing.producer.flush()
+
+
+async def test_state_reaches_rocksdb_before_its_changelog_leaves(
+    kafka_broker: KafkaBroker, producing: Producing, tmp_path: Path
+) -> None:
+    """As a state table under the bulk feed: each write gathered, then its changelog
+    record queued. Whenever a batch is handed to aiokafka, RocksDB must already hold
+    the state of every record queued so far (fraudapp.statewrites)."""
+    topic = await create_topic(kafka_broker.bootstrap, 1)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    db = Rdict(str(tmp_path / "state"), options)
+    writes = StateWrites()
+    outbox = producing.outbox
+    outbox.before_send = writes.flush
+    aio = outbox._producer()
+    send_batch = aio.send_batch
+    in_rocksdb_at_send: list[tuple[bytes | None, int]] = []
+
+    async def observed(*args: Any, **kwargs: Any) -> Any:
+        in_rocksdb_at_send.append((db.get(b"account"), outbox.counts["records"]))
+        return await send_batch(*args, **kwargs)
+
+    aio.send_batch = observed
+    try:
+        writes.begin()
+        for n in range(3_000):
+            value = f"{n:06d}".encode() * 40  # ~240 B: 3 000 fill several batches
+            writes.put(db, b"account", value)
+            outbox.add(topic, 0, b"account", value)
+            if n % 100 == 99:
+                await asyncio.sleep(0)  # full batches go out while records keep coming
+        await producing.producer.flush()
+        writes.end()
+    finally:
+        aio.send_batch = send_batch
+        db.close()
+    assert len(in_rocksdb_at_send) > 1
+    for state, queued in in_rocksdb_at_send:
+        assert state == f"{queued - 1:06d}".encode() * 40
+    assert len(await read_topic(kafka_broker.bootstrap, topic)) == 3_000
