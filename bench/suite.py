@@ -242,13 +242,13 @@ class Suite:
         clicks = self.checks if all_checks else self.main.clicks
         with PeakRss(exclude=(self.broker.pid,)) as rss:
             seconds, ok = run_clicks(
-                self.broker.bootstrap, clicks, self.workdir, all_checks=all_checks
+                self.broker.bootstrap, clicks, self.workdir, all_checks=all_checks, backlog=True
             )
         return Run(len(clicks) / seconds, rss.mb, ok)
 
     def fraudapp_atm(self) -> Run:
         with PeakRss(exclude=(self.broker.pid,)) as rss:
-            seconds, ok = run_atm(self.broker.bootstrap, self.txns, self.workdir)
+            seconds, ok = run_atm(self.broker.bootstrap, self.txns, self.workdir, backlog=True)
         return Run(len(self.txns) / seconds, rss.mb, ok)
 
     def peer(self, peer: Peer, number: int) -> Run:
@@ -349,24 +349,27 @@ def targets(rows: dict[str, Row]) -> list[str]:
 METHOD = """\
 Method. One command starts each broker itself, produces the clicks once onto a
 4-partition topic keyed by session id (the generator of `bench/throughput.py`:
-ad-network traffic, on average {size:.0f} bytes of JSON a click, delivered up to 30 s
-late, with redelivered duplicates), then runs {runs} round(s); in each round the bare
-consumer is measured first and every implementation once after it. Figures are
+ad-network traffic, on average {size:.0f} bytes of JSON a click, delivered up to 30
+s late, with redelivered duplicates), then runs {runs} round(s); in each round the
+bare consumer is measured first and every implementation once after it. Figures are
 medians of the rounds; "vs. bare consumer" divides by the bare consumer's median on
 the same broker in the same rounds (for the ATM row: transactions/s by clicks/s).
 Peers run as their own processes: the framework peers are timed from their first
 record to their last (start-up and group joins excluded), the hand-written loop like
 the bare consumer, from its consumer's start; each writes the click ids it condemns
-to a file. The fraudapp rows are `bench/throughput.py`'s `run_clicks` / `run_atm`: a
-real worker, timed from the first record produced to the last verdict (clicks) or
-alert (ATM) read back, so they also pay for producing the input and for writing a
-verdict per click and the alerts to Kafka. Peak RSS is the worker's or peer's own
-high-water mark (`VmHWM`, sampled while it runs; peers also read it themselves at
-their last record). Every run is checked against the oracle of its rule; faust as
-documented is approximate by design (its window is not the rule's), so it gets
-precision and recall. Quix Streams and Bytewax run from a virtualenv of their own
-(`bench/.venv-peers`, made by the suite). The fastest-peer target (≥ 1x) is this
-suite's reading of "fraudapp vs the fastest peer"; the issue names no figure.
+to a file. The fraudapp rows are `bench/throughput.py`'s `run_clicks` / `run_atm`
+with `backlog=True`: a real worker started on input already in its topic, timed as
+the framework peers are, from its first record to its last: by the timestamps its
+own producer gives its first and last verdict (clicks) or account-state changelog
+record (ATM), one per input, so start-up and the group join are left out; it still
+pays for writing a verdict per click, its changelog and the alerts to Kafka. Peak
+RSS is the worker's or peer's own high-water mark (`VmHWM`, sampled while it runs;
+peers also read it themselves at their last record). Every run is checked against
+the oracle of its rule; faust as documented is approximate by design (its window is
+not the rule's), so it gets precision and recall. Quix Streams and Bytewax run from
+a virtualenv of their own (`bench/.venv-peers`, made by the suite). The fastest-peer
+target (≥ 1x) is this suite's reading of "fraudapp vs the fastest peer"; the issue
+names no figure.
 """
 
 
@@ -386,6 +389,11 @@ def main() -> int:
     )
     parser.add_argument("--txns", type=int, default=20_000, help="ATM transactions")
     parser.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument(
+        "--machine-note",
+        default="",
+        help="how busy the machine was, for the heading (e.g. ', nothing else running')",
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -412,7 +420,7 @@ def main() -> int:
             "## The suite: fraudapp beside the limit and its peers (`bench/suite.py`)",
             "",
             f"Last run {time.strftime('%Y-%m-%d')}, {minutes:.0f} min on this 2-core"
-            " machine (shared with other work while it ran):",
+            f" machine{args.machine_note}:",
             "",
             "    " + command,
             "",

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results import rate_table, write_section  # noqa: E402
+from fraudapp import kafkaio  # noqa: E402
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.atm.oracle import expected_pairs  # noqa: E402
@@ -70,6 +71,20 @@ CLICK_RULE_ONLY = {
 }
 
 
+def stamped_seconds(bootstrap: str, topic: str) -> float:
+    """Seconds from the first to the last record of ``topic`` by their timestamps.
+
+    Why: the worker's producer stamps each output record as it is queued, right after
+    its input was handled, so the span of a topic the worker writes once per input
+    (verdicts, a rule's changelog) is the worker's own time from its first record to
+    its last, the way the peers time themselves: start-up, group join and the reading
+    client's fetches left out, on the worker's own clock."""
+    stamps = [r.timestamp for r in asyncio.run(kafkaio.read_topic(bootstrap, topic))]
+    if len(stamps) < 2:
+        raise RuntimeError(f"{topic} holds {len(stamps)} records: nothing to time")
+    return (max(stamps) - min(stamps)) / 1000.0
+
+
 def run_clicks(
     bootstrap: str,
     clicks: list[dict],
@@ -78,13 +93,23 @@ def run_clicks(
     all_checks: bool = False,
     env: dict[str, str] | None = None,
     workers: int = 1,
+    backlog: bool = False,
 ) -> tuple[float, bool]:
     """Clicks through ``workers`` workers of one app (timed once all have their
     partitions); correct when the exact checks' alerts equal their oracles (with all
     checks: click bursts, stacked ads and the rate limit). ``env`` adds settings to
-    the workers' environment (to compare one setting's effect)."""
+    the workers' environment (to compare one setting's effect).
+
+    With ``backlog`` the clicks are in the topic before the worker starts and the
+    worker is timed from its first verdict to its last (:func:`stamped_seconds`), as
+    the suite's peers are timed on input already there; without it, from the first
+    click produced to the last verdict read back, producing included."""
+    if backlog and workers != 1:
+        raise ValueError("a backlog is timed on one worker: a second would join mid-run")
     space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks")
     space.create_topics()
+    if backlog:
+        space.produce([(c["session_id"], c) for c in clicks])
     expected = {"click_burst": fraudulent_click_ids(clicks)}
     if all_checks:
         expected["stacked_ads"] = stacked_click_ids(clicks)
@@ -102,10 +127,13 @@ def run_clicks(
         for worker in started_workers:  # each joining worker rebalanced the others
             worker.wait_ready(120.0)
         started = time.perf_counter()
-        space.produce([(c["session_id"], c) for c in clicks])
+        if not backlog:
+            space.produce([(c["session_id"], c) for c in clicks])
         space.consume("verdicts", until=len(clicks), timeout_s=900)
         elapsed = time.perf_counter() - started
         alerts = space.consume("alerts", idle_s=2.0)["alerts"]
+    if backlog:
+        elapsed = stamped_seconds(bootstrap, space.topics["verdicts"])
     ok = True
     for rule, ids in expected.items():
         found = [a["click_id"] for a in alerts if a["rule"] == rule]
@@ -113,9 +141,17 @@ def run_clicks(
     return elapsed, ok
 
 
-def run_atm(bootstrap: str, txns: list[dict], workdir: Path) -> tuple[float, bool]:
+def run_atm(
+    bootstrap: str, txns: list[dict], workdir: Path, *, backlog: bool = False
+) -> tuple[float, bool]:
+    """Transactions through one worker; correct when its alerts equal the oracle's
+    pairs. ``backlog`` as for :func:`run_clicks`, timed by the account table's
+    changelog (one record per transaction handled), as the ATM rule sends no
+    verdict per transaction."""
     space = AppSpace(bootstrap, "bench-atm")
     space.create_topics()
+    if backlog:
+        space.produce([(t["account_id"], t) for t in txns], topic="atm")
     expected = expected_pairs(
         [
             {
@@ -132,10 +168,13 @@ def run_atm(bootstrap: str, txns: list[dict], workdir: Path) -> tuple[float, boo
     worker.log_level = "warn"
     with running(worker):
         started = time.perf_counter()
-        space.produce([(t["account_id"], t) for t in txns], topic="atm")
+        if not backlog:
+            space.produce([(t["account_id"], t) for t in txns], topic="atm")
         alerts = space.consume("alerts", until=len(expected), timeout_s=900)["alerts"]
         elapsed = time.perf_counter() - started
         alerts += space.consume("alerts", idle_s=2.0)["alerts"][len(alerts) :]
+    if backlog:
+        elapsed = stamped_seconds(bootstrap, f"{space.name}-atm-accounts-changelog")
     keys = [(a["account_id"], a["t1_transaction_id"], a["t2_transaction_id"]) for a in alerts]
     return elapsed, len(keys) == len(set(keys)) and set(keys) == set(expected)
 
