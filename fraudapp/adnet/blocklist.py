@@ -85,6 +85,10 @@ from typing import Any
 
 from rbloom import Bloom
 
+from fraudapp.adnet.ipparse import BAD_IP as _BAD_IP
+from fraudapp.adnet.ipparse import MAPPED as _MAPPED
+from fraudapp.adnet.ipparse import packed_ip
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FP_RATE = 0.001
@@ -96,8 +100,6 @@ _pton4 = partial(socket.inet_pton, socket.AF_INET)
 _crc32 = zlib.crc32
 _blake2b = hashlib.blake2b
 _rstrip = str.rstrip
-#: First 12 bytes of an IPv4-mapped IPv6 address (::ffff:0:0/96).
-_MAPPED = bytes(10) + b"\xff\xff"
 #: Exact and range keys: an IPv4 address is its 32-bit int, an IPv6 address its 128-bit
 #: int with this bit set, so one sorted integer line holds both families apart.
 _V6 = 1 << 128
@@ -108,7 +110,6 @@ _V6_FILTER_TAG = 1 << 60
 #: enough that a slice that needs the line-by-line path costs a few tens of ms.
 _SLICE_BYTES = 1 << 20
 _SLICE_ITEMS = 65_536
-_BAD_IP = (OSError, ValueError, TypeError)
 
 
 def theoretical_bits_per_item(fp_rate: float) -> float:
@@ -163,16 +164,16 @@ def _format(key: int) -> str:
 def _parse_ip(text: str) -> tuple[int, bytes]:
     """``(exact key, packed address)``; an IPv4-mapped address comes back as IPv4."""
     try:
-        if ":" in text:
-            packed = _pton(_AF6, text)
-            if packed[:12] == _MAPPED:
-                packed = packed[12:]
-                return int.from_bytes(packed), packed
-            return int.from_bytes(packed) | _V6, packed
-        packed = _pton(_AF4, text)
-        return int.from_bytes(packed), packed
+        packed = packed_ip(text)
     except _BAD_IP:
         raise BlocklistError(f"not an IP address: {text!r}") from None
+    return _exact_key(packed), packed
+
+
+def _exact_key(packed: bytes) -> int:
+    """An address's exact and range key (IPv6 tagged with ``_V6``)."""
+    key = int.from_bytes(packed)
+    return key if len(packed) == 4 else key | _V6
 
 
 def _filter_key(packed: bytes) -> int:
@@ -456,18 +457,10 @@ class Blocklist:
         if self._ranges_dirty:
             self._rebuild_ranges()
         try:
-            if ":" in ip:
-                packed = _pton(_AF6, ip)
-                if packed[:12] == _MAPPED:
-                    packed = packed[12:]
-                    key = int.from_bytes(packed)
-                else:
-                    key = int.from_bytes(packed) | _V6
-            else:
-                packed = _pton(_AF4, ip)
-                key = int.from_bytes(packed)
+            packed = packed_ip(ip)
         except _BAD_IP:
             return None
+        key = _exact_key(packed)
         if self._exact:
             hit = self._exact.get(key)
             if hit is not None:
