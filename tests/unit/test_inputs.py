@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from fraudapp.alerts import alert_id, dead_letter, make_alert
 from fraudapp.badinput import BadInput
@@ -119,3 +123,49 @@ def test_timestamps_far_ahead_of_the_clock_are_refused() -> None:
     assert parse_event_time(now + 59 * 60_000) == now + 59 * 60_000
     with pytest.raises(TimestampError, match="ahead of this worker's clock"):
         parse_event_time(now + 61 * 60_000)
+
+
+def reference_ms(day: str, clock: str, fraction: str, zone: str) -> int:
+    """The text form's value by way of datetime, as it was parsed before days and
+    zones were cached (``clock`` is HH:MM:SS, ``zone`` ±HH:MM)."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(f"{day}T{clock}{zone}")
+    millis = int((fraction + "000")[:3]) if fraction else 0
+    return int(moment.timestamp()) * 1000 + millis
+
+
+@hypothesis.settings(max_examples=500)
+@hypothesis.given(
+    moment=st.datetimes(min_value=datetime(1990, 1, 2), max_value=datetime(2025, 12, 31)),
+    fraction=st.sampled_from(["", "5", "25", "250", "585666", "123456789"]),
+    offset_min=st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+    separator=st.sampled_from(["T", " "]),
+    zone_form=st.sampled_from(["{sign}{h:02d}:{m:02d}", " {sign}{h:02d}{m:02d}", "Z", ""]),
+)
+def test_text_timestamps_match_datetime(
+    moment: datetime, fraction: str, offset_min: int, separator: str, zone_form: str
+) -> None:
+    day, clock = moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
+    sign, h, m = "-" if offset_min < 0 else "+", abs(offset_min) // 60, abs(offset_min) % 60
+    zone = zone_form.format(sign=sign, h=h, m=m)
+    iso_zone = {"Z": "+00:00", "": "+00:00"}.get(zone, f"{sign}{h:02d}:{m:02d}")
+    text = f"{day}{separator}{clock}{'.' + fraction if fraction else ''}{zone}"
+    assert parse_event_time(text) == reference_ms(day, clock, fraction, iso_zone)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-30 00:00:00 +0000",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T23:60:00Z",
+        "2026-01-01T23:59:60Z",
+        "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00+01:60",
+        "2026-00-10T00:00:00Z",
+    ],
+)
+def test_impossible_text_timestamps_refused(text: str) -> None:
+    with pytest.raises(TimestampError, match="out of range|must be in"):
+        parse_event_time(text)
