@@ -7,9 +7,12 @@ while it runs.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
+
+from fraudapp.partitioning import partition_for
 
 
 class TopicGlobalTable(faust.GlobalTable):
@@ -19,6 +22,28 @@ class TopicGlobalTable(faust.GlobalTable):
 
     def _changelog_topic_name(self) -> str:
         return self.changelog_topic.get_topic_name()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The raw value, asked of RocksDB directly: the key's murmur2 partition first
+        (where Kafka's default partitioner, and ``fraudapp load``, put it), then the
+        others (a producer with another partitioner). Why: faust's lookup takes a
+        key through five layers and every partition's ``key_may_exist``, ~6 us, and
+        the ATM rule enriches every alert with one (7 % of its profile)."""
+        data = self.data
+        if not isinstance(data, RocksDBStore) or not isinstance(key, bytes):
+            return super().get(key, default)
+        dbs = data._dbs
+        home = dbs.get(partition_for(key, self.partitions)) if key else None
+        if home is not None:
+            value = home.get(key)
+            if value is not None:
+                return value
+        for db in list(dbs.values()):
+            if db is not home:
+                value = db.get(key)
+                if value is not None:
+                    return value
+        return default
 
 
 T = TypeVar("T", bound=TopicGlobalTable)
