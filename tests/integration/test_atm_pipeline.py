@@ -4,15 +4,19 @@ example, enrichment and its update, the account view, and webhook notifications.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from fraudapp.alerts import ENVELOPE_FIELDS, alert_id
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
+from fraudapp.partitioning import partition_for
 from fraudapp.reference import load_accounts
 from fraudapp.timeparse import parse_event_time
 from fraudapp.workerproc import WorkerProcess
@@ -163,6 +167,36 @@ def test_alerts_carry_the_customer_and_follow_its_update(
     )
     assert later[0]["customer_email"] == "robin@example.org"
     assert later[0]["customer_address"] == "1 New Street"
+
+
+def test_a_customer_off_its_murmur2_partition_still_enriches(
+    space: AppSpace, worker: WorkerProcess
+) -> None:
+    """A CDC connector or kcat (CRC32) may put a customer on another partition than
+    Kafka's default partitioner would: the lookup must still find it."""
+    customer = {"account_id": "a77", "first_name": "Ada", "last_name": "Byron"}
+    elsewhere = (partition_for(b"a77", 4) + 1) % 4
+
+    async def produce_there() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=space.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                space.topics["accounts"], orjson.dumps(customer), key=b"a77", partition=elsewhere
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_there())
+    assert wait_for(lambda: worker.get("/accounts/a77")[1].get("customer") == customer)
+    space.produce(pair("a77", "q1", T0 + 7_200_000), topic="atm")
+    alerts = wait_for(
+        lambda: [
+            a for a in space.consume("alerts", idle_s=2.0)["alerts"] if a["account_id"] == "a77"
+        ]
+    )
+    assert alerts[0]["customer_known"] is True
+    assert alerts[0]["customer_name"] == "Ada Byron"
 
 
 def test_webhook_retries_with_one_idempotency_key_and_dead_letters_what_never_lands(
