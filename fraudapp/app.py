@@ -67,7 +67,12 @@ class FraudApp(faust.App):
             beacon=self.beacon,
             loop=transport.loop,
         )
-        consumer.use(self.bulk_handlers, on_caught_up=outbox.send_soon, writes=state_writes)
+        consumer.use(
+            self.bulk_handlers,
+            on_caught_up=outbox.send_soon,
+            writes=state_writes,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
         return consumer
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faust.streams import _current_event
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from mode.utils.futures import notify
@@ -88,6 +89,25 @@ class _InFlight:
         self.refcount = 1
 
 
+class _FetchWaitThread(AIOKafkaConsumerThread):
+    """faust's consumer thread, whose aiokafka consumer long-polls the broker for
+    the consumer's ``fetch_max_wait_ms`` instead of faust's fixed 1 500 ms.
+
+    Why: aiokafka leaves a partition out of its next fetch while that partition's
+    fetched records wait to be read, and sends no other fetch to a broker while one
+    is under way. So a fetch sent while the input partitions are buffered asks only
+    for quiet ones (rules, accounts, other domains' topics), and the broker holds it
+    until the wait runs out: the input is not fetched again for up to 1.5 s after
+    its buffer is read. The verdicts' timestamps of one worker behind on 30 000
+    clicks showed it: no output at all for 1.1 s, three runs out of three."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by aiokafka when the consumer starts, to build its fetcher.
+        consumer._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms
+        return consumer
+
+
 class BulkConsumer(AIOKafkaConsumer):
     """faust's aiokafka consumer, whose fetch loop hands records of topics with a
     bulk handler to that handler directly (module docstring)."""
@@ -95,20 +115,28 @@ class BulkConsumer(AIOKafkaConsumer):
     handlers: Mapping[str, Handler] = {}
     on_caught_up: Callable[[], None] | None = None
     writes: StateWrites | None = None
+    #: The longest the broker may hold a fetch that finds no records (ms).
+    fetch_max_wait_ms: int = 1500
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _FetchWaitThread(self, loop=self.loop, beacon=self.beacon)
 
     def use(
         self,
         handlers: Mapping[str, Handler],
         on_caught_up: Callable[[], None] | None = None,
         writes: StateWrites | None = None,
+        fetch_max_wait_ms: int = 1500,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of
         waiting for the producer linger, which only pays when more records follow.
         ``writes`` gathers the state tables' writes while records are handed over and
         is written at each yield and before the records are acked
-        (:mod:`fraudapp.statewrites`)."""
+        (:mod:`fraudapp.statewrites`). ``fetch_max_wait_ms``: see
+        :class:`_FetchWaitThread`."""
         self.handlers = handlers
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.on_caught_up = on_caught_up
         self.writes = writes
 

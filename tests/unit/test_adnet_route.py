@@ -83,6 +83,13 @@ def test_producer_batch_size_is_a_setting() -> None:
         Settings.from_env({"PRODUCER_BATCH_KB": "0"})
 
 
+def test_fetch_wait_is_a_setting() -> None:
+    assert Settings.from_env({}).fetch_max_wait_ms == 100
+    assert Settings.from_env({"FETCH_MAX_WAIT_MS": "10"}).fetch_max_wait_ms == 10
+    with pytest.raises(SettingsError):
+        Settings.from_env({"FETCH_MAX_WAIT_MS": "-1"})
+
+
 def test_event_loop_is_a_setting() -> None:
     assert Settings.from_env({}).event_loop == "uvloop"
     assert Settings.from_env({"FRAUDAPP_LOOP": "asyncio"}).event_loop == "asyncio"
