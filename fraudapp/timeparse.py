@@ -65,9 +65,9 @@ def _parse_text(text: str) -> int:
         raise TimestampError(f"timestamp {text!r} is neither epoch ms nor ISO-8601")
     day, hour, minute, second, fraction, zone = match.groups()
     hours, minutes, seconds = int(hour), int(minute), int(second)
+    if hours > 23 or minutes > 59 or seconds > 59:
+        raise TimestampError(f"timestamp {text!r}: time {hour}:{minute}:{second} is out of range")
     try:
-        if hours > 23 or minutes > 59 or seconds > 59:
-            raise ValueError(f"time {hour}:{minute}:{second} is out of range")
         midnight = _day_ms(day)
     except ValueError as exc:
         raise TimestampError(f"timestamp {text!r}: {exc}") from None

@@ -128,8 +128,6 @@ def test_timestamps_far_ahead_of_the_clock_are_refused() -> None:
 def reference_ms(day: str, clock: str, fraction: str, zone: str) -> int:
     """The text form's value by way of datetime, as it was parsed before days and
     zones were cached (``clock`` is HH:MM:SS, ``zone`` ±HH:MM)."""
-    from datetime import datetime
-
     moment = datetime.fromisoformat(f"{day}T{clock}{zone}")
     millis = int((fraction + "000")[:3]) if fraction else 0
     return int(moment.timestamp()) * 1000 + millis
