@@ -48,6 +48,9 @@ from mode.utils.futures import notify
 
 from fraudapp.statewrites import StateWrites
 
+#: The fetch wait faust gives its worker consumers (ms), fixed in its aiokafka driver.
+FAUST_FETCH_MAX_WAIT_MS = 1500
+
 #: Records handled between two yields to the event loop (faust's drain loop uses 100
 #: too), so the web server and timers answer during a long backlog.
 YIELD_EVERY = 100
@@ -116,7 +119,7 @@ class BulkConsumer(AIOKafkaConsumer):
     on_caught_up: Callable[[], None] | None = None
     writes: StateWrites | None = None
     #: The longest the broker may hold a fetch that finds no records (ms).
-    fetch_max_wait_ms: int = 1500
+    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _FetchWaitThread(self, loop=self.loop, beacon=self.beacon)
@@ -126,7 +129,7 @@ class BulkConsumer(AIOKafkaConsumer):
         handlers: Mapping[str, Handler],
         on_caught_up: Callable[[], None] | None = None,
         writes: StateWrites | None = None,
-        fetch_max_wait_ms: int = 1500,
+        fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of
@@ -136,9 +139,9 @@ class BulkConsumer(AIOKafkaConsumer):
         (:mod:`fraudapp.statewrites`). ``fetch_max_wait_ms``: see
         :class:`_FetchWaitThread`."""
         self.handlers = handlers
-        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.on_caught_up = on_caught_up
         self.writes = writes
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
         if not self.handlers:

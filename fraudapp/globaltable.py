@@ -38,7 +38,7 @@ class TopicGlobalTable(faust.GlobalTable):
             value = home.get(key)
             if value is not None:
                 return value
-        for db in list(dbs.values()):
+        for db in dbs.values():
             if db is not home:
                 value = db.get(key)
                 if value is not None:
