@@ -42,10 +42,10 @@ from typing import Any
 
 from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from mode.utils.futures import notify
 
+from fraudapp.changelogpause import PausesChangelogFetches
 from fraudapp.statewrites import StateWrites
 
 #: The fetch wait faust gives its worker consumers (ms), fixed in its aiokafka driver.
@@ -111,7 +111,7 @@ class _FetchWaitThread(AIOKafkaConsumerThread):
         return consumer
 
 
-class BulkConsumer(AIOKafkaConsumer):
+class BulkConsumer(PausesChangelogFetches):
     """faust's aiokafka consumer, whose fetch loop hands records of topics with a
     bulk handler to that handler directly (module docstring)."""
 

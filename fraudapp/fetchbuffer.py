@@ -1,15 +1,11 @@
 """What faust's consumer has fetched and nobody has read yet.
 
 Why: faust "pauses" a partition only by not asking aiokafka's ``getmany`` for it;
-aiokafka's background fetcher goes on fetching it. A worker's consumer is assigned
-the changelog partitions of its own tables, which faust pauses once they are
-recovered and which the worker keeps writing, so the first changelog records it
-writes after a start or rebalance are fetched back and stay in aiokafka's buffer,
-never read. While a partition's records sit unread, aiokafka sends no fetch to that
-broker for ``prefetch_backoff`` (100 ms): bench/latency.py's trace showed the first
-~350 ms of alerts after a start up to 120 ms late from it. Pausing those partitions
-in aiokafka as well removed the stalls but made two workers slower than one
-(bench/RESULTS.md), so it was taken out; this gauge shows the held partitions.
+aiokafka's background fetcher goes on fetching it, and while a partition's fetched
+records sit unread it sends no fetch to that broker for ``prefetch_backoff``
+(100 ms). A worker's own changelog partitions held up its input that way after each
+start until :mod:`fraudapp.changelogpause` paused them in aiokafka too; this gauge
+shows any partition that stays in the buffer, so such a hold-up can be seen.
 """
 
 from __future__ import annotations

@@ -5,13 +5,16 @@ through faust's consumer itself (:mod:`fraudapp.bulkfeed`); ``faust`` takes each
 through faust's stream. Either way the alerts are the oracle's, bad records are
 dead-lettered once, re-keyed records are handled on their session's partition, and,
 once the worker is idle, the consumer group's committed offset of every partition it
-reads is that partition's end: every record was acked, nothing left behind.
+reads is that partition's end: every record was acked, nothing left behind; and the
+changelogs the worker writes are not fetched back into its consumer's buffer, where
+they would hold up every fetch (:mod:`fraudapp.changelogpause`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -91,8 +94,13 @@ def test_every_record_handled_and_committed(kafka_broker, tmp_path: Path, delive
             timeout=60.0,
         ) or asyncio.run(uncommitted(space.bootstrap, space.name))
         status, metrics = worker.get("/metrics", timeout=5)
-    # What the consumer fetched and nobody read (fraudapp.fetchbuffer) is on show.
+    # What the consumer fetched and nobody read (fraudapp.fetchbuffer): never a
+    # changelog of the worker's own tables (fraudapp.changelogpause).
     assert status == 200 and "# TYPE fraudapp_fetched_unread_partitions gauge" in metrics
+    unread = dict(
+        re.findall(r'^fraudapp_fetched_unread_partitions\{topic="([^"]+)"\} (\S+)$', metrics, re.M)
+    )
+    assert not {t: n for t, n in unread.items() if t.endswith("-changelog")}, unread
     assert behind and not any(behind.values()), f"records not committed, per topic: {behind}"
     log = worker.log_path.read_text()
     assert ("handed over in bulk" in log) == (delivery == "bulk")
