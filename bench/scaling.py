@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpuuse import CpuMeter  # noqa: E402
 from bench.results import rate_table, write_section  # noqa: E402
 from bench.throughput import bare_consumer, run_clicks  # noqa: E402
 from fraudapp.brokers import KAFKA_VERSION, KafkaBroker  # noqa: E402
@@ -29,6 +31,17 @@ from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E40
 from tests.integration.helpers import AppSpace  # noqa: E402
 
 TARGET = 1.6
+PROCESSES = ("worker-0", "worker-1", "broker", "bench")
+
+
+def cpu_row(label: str, meter: CpuMeter, clicks: int) -> str:
+    """One timed window's CPU: how full the machine was, and what each process used
+    (the bench process produces the clicks and reads the verdicts)."""
+    per = [
+        f"{meter.used[p] * 1000 / clicks * 1000:.0f} ms" if p in meter.used else "—"
+        for p in PROCESSES
+    ]
+    return f"| {label} | {meter.share_of_machine():.0%} | " + " | ".join(per) + " |"
 
 
 def main() -> int:
@@ -41,6 +54,7 @@ def main() -> int:
     clicks = arrival_order(generate_clicks(args.clicks, seed=7), max_delay_ms=30_000, seed=8)
     rows: dict[str, list[float]] = {"bare": [], "one": [], "two": []}
     correct = {"one": True, "two": True}
+    meters: dict[str, list[CpuMeter]] = {"one": [], "two": []}
     workdir = Path(tempfile.mkdtemp(prefix="fraudapp-scaling-"))
     with KafkaBroker() as broker:
         baseline = AppSpace(broker.bootstrap, "scale-bare")
@@ -52,9 +66,17 @@ def main() -> int:
             )
             rows["bare"].append(args.clicks / seconds)
             for name, workers in (("one", 1), ("two", 2)):
-                seconds, ok = run_clicks(broker.bootstrap, clicks, workdir, workers=workers)
+                seconds, ok, meter = run_clicks(
+                    broker.bootstrap,
+                    clicks,
+                    workdir,
+                    workers=workers,
+                    cpu={"broker": broker.pid} if broker.pid else {},
+                )
                 rows[name].append(args.clicks / seconds)
                 correct[name] &= ok
+                if meter is not None:
+                    meters[name].append(meter)
             print(
                 f"run {run + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rows.items()),
                 flush=True,
@@ -83,6 +105,17 @@ def main() -> int:
             *lines,
             "",
             f"- two workers vs one: {ratio:.2f}x (target ≥ {TARGET}x): {verdict}",
+            "",
+            "CPU used over each timed window (all threads), as a share of the machine's"
+            f" {os.cpu_count()} cores, and per process in CPU milliseconds per 1 000 clicks:",
+            "",
+            "| run | machine busy | " + " | ".join(PROCESSES) + " |",
+            "|---|---|" + "---|" * len(PROCESSES),
+            *(
+                cpu_row(f"{name} {label}, round {n + 1}", m, args.clicks)
+                for name, label in (("one", "worker"), ("two", "workers"))
+                for n, m in enumerate(meters[name])
+            ),
         ]
     )
     print(section)

@@ -241,7 +241,7 @@ class Suite:
     def fraudapp_clicks(self, *, all_checks: bool) -> Run:
         clicks = self.checks if all_checks else self.main.clicks
         with PeakRss(exclude=(self.broker.pid,)) as rss:
-            seconds, ok = run_clicks(
+            seconds, ok, _ = run_clicks(
                 self.broker.bootstrap, clicks, self.workdir, all_checks=all_checks, backlog=True
             )
         return Run(len(clicks) / seconds, rss.mb, ok)

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.cpuuse import CpuMeter  # noqa: E402
 from bench.results import rate_table, write_section  # noqa: E402
 from fraudapp import kafkaio  # noqa: E402
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
@@ -94,11 +95,14 @@ def run_clicks(
     env: dict[str, str] | None = None,
     workers: int = 1,
     backlog: bool = False,
-) -> tuple[float, bool]:
+    cpu: dict[str, int] | None = None,
+) -> tuple[float, bool, CpuMeter | None]:
     """Clicks through ``workers`` workers of one app (timed once all have their
     partitions); correct when the exact checks' alerts equal their oracles (with all
     checks: click bursts, stacked ads and the rate limit). ``env`` adds settings to
-    the workers' environment (to compare one setting's effect).
+    the workers' environment (to compare one setting's effect). ``cpu`` names other
+    processes (the broker) whose CPU time is measured over the timed window with the
+    workers' (``worker-N``) and this process's: the returned meter, else None.
 
     With ``backlog`` the clicks are in the topic before the worker starts and the
     worker is timed from its first verdict to its last (:func:`stamped_seconds`), as
@@ -126,11 +130,18 @@ def run_clicks(
             started_workers.append(stack.enter_context(running(worker)))
         for worker in started_workers:  # each joining worker rebalanced the others
             worker.wait_ready(120.0)
+        meter = None
+        if cpu is not None:
+            pids = {f"worker-{n}": w.pid for n, w in enumerate(started_workers) if w.pid}
+            meter = CpuMeter({**cpu, **pids})
+            meter.start()
         started = time.perf_counter()
         if not backlog:
             space.produce([(c["session_id"], c) for c in clicks])
         space.consume("verdicts", until=len(clicks), timeout_s=900)
         elapsed = time.perf_counter() - started
+        if meter is not None:
+            meter.stop()
         alerts = space.consume("alerts", idle_s=2.0)["alerts"]
     if backlog:
         elapsed = stamped_seconds(bootstrap, space.topics["verdicts"])
@@ -138,7 +149,7 @@ def run_clicks(
     for rule, ids in expected.items():
         found = [a["click_id"] for a in alerts if a["rule"] == rule]
         ok &= len(found) == len(set(found)) and set(found) == ids
-    return elapsed, ok
+    return elapsed, ok, meter
 
 
 def run_atm(
@@ -201,10 +212,10 @@ def main() -> int:
             rows["bare"].append(
                 args.clicks / asyncio.run(bare_consumer(broker.bootstrap, topic, args.clicks))
             )
-            seconds, ok = run_clicks(broker.bootstrap, clicks, workdir)
+            seconds, ok, _ = run_clicks(broker.bootstrap, clicks, workdir)
             rows["clicks"].append(args.clicks / seconds)
             correct["clicks"] &= ok
-            seconds, ok = run_clicks(broker.bootstrap, clicks, workdir, all_checks=True)
+            seconds, ok, _ = run_clicks(broker.bootstrap, clicks, workdir, all_checks=True)
             rows["checks"].append(args.clicks / seconds)
             correct["checks"] &= ok
             seconds, ok = run_atm(broker.bootstrap, txns, workdir)
