@@ -29,18 +29,21 @@ def test_meter_counts_this_process_and_a_child() -> None:
         text=True,
     )
     try:
-        meter = CpuMeter({"self": os.getpid(), "child": child.pid})
+        meter = CpuMeter({"child": child.pid})
+        own_before = cpu_seconds(os.getpid())
         meter.start()
         _burn(0.3)
         assert child.stdout is not None and child.stdout.readline() == "done\n"
         meter.stop()
+        own = cpu_seconds(os.getpid()) - own_before
     finally:
         child.kill()
         child.wait()
-    assert meter.used["self"] >= 0.25
-    assert abs(meter.used["self"] - meter.used["bench"]) < 0.05
+    # This process, as the benchmark: what /proc says of it, to a clock tick or two.
+    assert meter.used["bench"] >= 0.25 and abs(own - meter.used["bench"]) < 0.05
     assert 0.3 <= meter.used["child"] <= 0.7  # its spin, and its start-up if measured
     assert meter.wall_s >= 0.3
+    # Both processes spun at once for part of the window: never more than the cores.
     assert 0 < meter.share_of_machine() <= 1.0
 
 
