@@ -38,10 +38,11 @@ class CpuMeter:
     :meth:`start` and :meth:`stop`."""
 
     pids: Mapping[str, int]
-    used: dict[str, float] = field(default_factory=dict)
-    wall_s: float = 0.0
-    _start: dict[str, float] = field(default_factory=dict)
-    _started: float = 0.0
+    #: Filled by :meth:`stop`: CPU seconds per name, and the wall-clock seconds.
+    used: dict[str, float] = field(init=False, default_factory=dict)
+    wall_s: float = field(init=False, default=0.0)
+    _start: dict[str, float] = field(init=False, default_factory=dict)
+    _started: float = field(init=False, default=0.0)
 
     def _now(self) -> dict[str, float]:
         now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}

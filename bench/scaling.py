@@ -37,10 +37,7 @@ PROCESSES = ("worker-0", "worker-1", "broker", "bench")
 def cpu_row(label: str, meter: CpuMeter, clicks: int) -> str:
     """One timed window's CPU: how full the machine was, and what each process used
     (the bench process produces the clicks and reads the verdicts)."""
-    per = [
-        f"{meter.used[p] * 1000 / clicks * 1000:.0f} ms" if p in meter.used else "—"
-        for p in PROCESSES
-    ]
+    per = [f"{meter.used[p] * 1e6 / clicks:.0f} ms" if p in meter.used else "—" for p in PROCESSES]
     return f"| {label} | {meter.share_of_machine():.0%} | " + " | ".join(per) + " |"
 
 
