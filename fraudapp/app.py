@@ -100,6 +100,7 @@ app = FraudApp(
     key_serializer="raw",
     value_serializer="raw",
     producer_linger_ms=settings.producer_linger_ms,
+    broker_commit_every=settings.commit_every,
     producer_max_batch_size=settings.producer_batch_kb * 1024,
     web_application_options=application_options(settings),
 )

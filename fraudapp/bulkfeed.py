@@ -215,6 +215,7 @@ class BulkConsumer(PausesChangelogFetches):
         in_flight = _InFlight()
         self._unacked_messages.add(in_flight)
         handled: list[int] = []
+        last: int | None = None
         since_yield = 0
         writes = self.writes
         if writes is not None:
@@ -249,6 +250,16 @@ class BulkConsumer(PausesChangelogFetches):
                     since_yield = 0
                     if writes is not None:
                         writes.flush()
+                    # Acked as the batch goes, and committed when due, not at its end:
+                    # a fetched partition can hold thousands of records, and a record
+                    # read again after a crash must still be in its key's state.
+                    last = handled[-1]
+                    self._read_offset[tp] = last
+                    if acks:
+                        self._ack_offsets(tp, handled)
+                    handled = []
+                    _current_event.set(None)
+                    await self._commit_if_due()
                     await asyncio.sleep(0)
         finally:
             _current_event.set(None)
@@ -258,14 +269,15 @@ class BulkConsumer(PausesChangelogFetches):
                     # refuses, nothing is acked and the error ends the fetch loop.
                     writes.end()
                 if handled:
-                    self._read_offset[tp] = handled[-1]
+                    last = handled[-1]
+                    self._read_offset[tp] = last
                     if acks:
                         self._ack_offsets(tp, handled)
             finally:
                 in_flight.acked = True
                 self._unacked_messages.discard(in_flight)
                 notify(self._waiting_for_ack)
-        return handled[-1] if handled else None
+        return last
 
     def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:
         """faust's ``Consumer.ack`` for many offsets of one partition at once."""
