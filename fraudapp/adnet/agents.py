@@ -50,6 +50,7 @@ from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.outputs import raised_by, send_alert, send_dead_letter, send_json
+from fraudapp.owned import OwnedPartitions, handled_on
 from fraudapp.partitioning import partition_for
 from fraudapp.recordagent import record_agent
 from fraudapp.reference import tables_dir
@@ -109,6 +110,11 @@ KEYS = stage_keys(_area_key)
 
 stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
 stage_names = {stage: topic.get_topic_name() for stage, topic in stage_topics.items()}
+area_topic = stage_names["area"]
+#: Which stage partitions this worker owns: their stages run inline (see ``advance``).
+owned = OwnedPartitions()
+app.on_partitions_assigned.connect(owned.on_assigned)
+app.on_partitions_revoked.connect(owned.on_revoked)
 
 
 source_table = state_table("click-sources")
@@ -228,11 +234,11 @@ async def begin(click: Click, reasons: list[str], partition: int, repeat: bool =
 async def advance(checked: Checked, after: str | None, partition: int) -> None:
     """Hand the click to its next stage, or write its verdict if none is left.
 
-    faust assigns partition N of every topic with the same partition count (and of
-    every table) to one worker. So when the next stage's key lives on the partition
-    being processed (one time in ``partitions``), this worker owns it: the stage runs
-    inline, saving a produce and a trip through faust's per-event consume path. Its
-    table writes go to partition N, which is the key's home either way.
+    When this worker owns the partition of the stage's topic that the key lives on
+    (always, for a lone worker), the stage runs inline, as its agent would on that
+    partition (:mod:`fraudapp.owned` says why); otherwise the click goes through the
+    stage's topic to the worker that owns it. ``partition`` is the one the click is
+    being handled on.
     """
     step = next_stage(checked, after, ENABLED, KEYS)
     if step is None:
@@ -246,10 +252,14 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
     stage, key = step
     raw_key = key.encode("utf-8")
     home = partition_for(raw_key, settings.partitions)
+    topic = stage_names[stage]
     if home == partition:
         await STAGES[stage](home, key, checked)
-        return
-    await outbox.send(stage_names[stage], raw_key, checked.encode(), partition=home)
+    elif owned.owns(topic, home):
+        with handled_on(topic, home):
+            await STAGES[stage](home, key, checked)
+    else:
+        await outbox.send(topic, raw_key, checked.encode(), partition=home)
 
 
 async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
@@ -470,8 +480,11 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
             home = partition_for(raw, settings.partitions)
             if home == partition:
                 contribute(home, other, cell, t, fraud)
+            elif owned.owns(area_topic, home):
+                with handled_on(area_topic, home):
+                    contribute(home, other, cell, t, fraud)
             else:
-                await outbox.send(stage_names["area"], raw, contribution, partition=home)
+                await outbox.send(area_topic, raw, contribution, partition=home)
     await advance(checked, "area", partition)
 
 
