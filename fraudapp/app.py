@@ -72,6 +72,7 @@ class FraudApp(faust.App):
             on_caught_up=outbox.send_soon,
             writes=state_writes,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            batch_commit_every=settings.commit_every,
         )
         return consumer
 
@@ -100,7 +101,6 @@ app = FraudApp(
     key_serializer="raw",
     value_serializer="raw",
     producer_linger_ms=settings.producer_linger_ms,
-    broker_commit_every=settings.commit_every,
     producer_max_batch_size=settings.producer_batch_kb * 1024,
     web_application_options=application_options(settings),
 )

@@ -120,6 +120,8 @@ class BulkConsumer(PausesChangelogFetches):
     writes: StateWrites | None = None
     #: The longest the broker may hold a fetch that finds no records (ms).
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+    #: Records acked after which a long batch stops to commit (see ``_deliver_bulk``).
+    batch_commit_every: int = 2000
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _FetchWaitThread(self, loop=self.loop, beacon=self.beacon)
@@ -130,6 +132,7 @@ class BulkConsumer(PausesChangelogFetches):
         on_caught_up: Callable[[], None] | None = None,
         writes: StateWrites | None = None,
         fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS,
+        batch_commit_every: int = 2000,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of
@@ -137,11 +140,12 @@ class BulkConsumer(PausesChangelogFetches):
         ``writes`` gathers the state tables' writes while records are handed over and
         is written at each yield and before the records are acked
         (:mod:`fraudapp.statewrites`). ``fetch_max_wait_ms``: see
-        :class:`_FetchWaitThread`."""
+        :class:`_FetchWaitThread`. ``batch_commit_every``: see ``_deliver_bulk``."""
         self.handlers = handlers
         self.on_caught_up = on_caught_up
         self.writes = writes
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.batch_commit_every = batch_commit_every
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
         if not self.handlers:
@@ -250,19 +254,26 @@ class BulkConsumer(PausesChangelogFetches):
                     since_yield = 0
                     if writes is not None:
                         writes.flush()
-                    # Acked as the batch goes, and committed when due, not at its end:
-                    # a fetched partition can hold thousands of records, and a record
-                    # read again after a crash must still be in its key's state. The
-                    # commit is awaited: run in the background (as faust's timed commit
-                    # is), it let the batch run on past that state (test_crash's SIGKILL
-                    # run failed 3 times of 3).
+                    # Acked as the batch goes, and committed every batch_commit_every
+                    # records acked, not at its end: a worker catching up fetches
+                    # thousands of records a partition, event time runs far ahead of
+                    # the clock, and a record read again after a crash must still be
+                    # in its key's state. Only inside long batches: a worker keeping up
+                    # gets short ones and faust's timed commit suffices (committing
+                    # every 2 000 records there too raised the p99 at 2 000 clicks/s
+                    # from 39-50 to 56-101 ms).
+                    # Awaited: run in the background, as faust's timed commit is, it
+                    # let the batch run on past that state (test_crash's SIGKILL run
+                    # failed 3 times of 3).
                     last = handled[-1]
                     self._read_offset[tp] = last
                     if acks:
                         self._ack_offsets(tp, handled)
                     handled = []
-                    _current_event.set(None)
-                    await self._commit_if_due()
+                    if self._n_acked >= self.batch_commit_every:
+                        self._n_acked = 0
+                        _current_event.set(None)
+                        await self.commit()
                     await asyncio.sleep(0)
         finally:
             _current_event.set(None)

@@ -268,13 +268,14 @@ class Settings:
     #: long (fraudapp.bulkfeed._FetchWaitThread says how); an idle worker sends ~1
     #: fetch per wait, so lower costs a little idle CPU.
     fetch_max_wait_ms: int = 100
-    #: A worker commits its read offsets after this many records handled, or every
-    #: 2.8 s (faust's interval), whichever comes first. faust's 10 000 is too many
-    #: while a worker catches up on a backlog: event time then runs far ahead of the
-    #: wall clock, and a record not yet committed must still be in its key's state
-    #: if a crash makes the worker read it again, or it is refused as late. The
-    #: rules keep state for their window plus lateness (40 s for click bursts):
-    #: 2 000 records stay well inside it at the benchmarks' and tests' densities.
+    #: Within a long fetched batch (a worker catching up), a worker commits its read
+    #: offsets after this many records handled; otherwise faust's commits apply
+    #: (every 2.8 s or 10 000 records). While a worker catches up, event time runs
+    #: far ahead of the wall clock, and a record not yet committed must still be in
+    #: its key's state if a crash makes the worker read it again, or it is refused
+    #: as late. The rules keep state for their window plus lateness (40 s for click
+    #: bursts): 2 000 records stay well inside it at the benchmarks' and tests'
+    #: densities.
     commit_every: int = 2000
     #: Largest batch of records for one topic-partition (KB), the unit the outbox
     #: sends (fraudapp.outbox). faust's default is 16; 256 made the click rule 17 %
