@@ -51,6 +51,10 @@ from fraudapp.statewrites import StateWrites
 #: The fetch wait faust gives its worker consumers (ms), fixed in its aiokafka driver.
 FAUST_FETCH_MAX_WAIT_MS = 1500
 
+#: Records acked after which a long batch stops to commit (``COMMIT_EVERY``; see
+#: ``BulkConsumer._deliver_bulk``).
+BATCH_COMMIT_EVERY = 2000
+
 #: Records handled between two yields to the event loop (faust's drain loop uses 100
 #: too), so the web server and timers answer during a long backlog.
 YIELD_EVERY = 100
@@ -120,8 +124,7 @@ class BulkConsumer(PausesChangelogFetches):
     writes: StateWrites | None = None
     #: The longest the broker may hold a fetch that finds no records (ms).
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
-    #: Records acked after which a long batch stops to commit (see ``_deliver_bulk``).
-    batch_commit_every: int = 2000
+    batch_commit_every: int = BATCH_COMMIT_EVERY
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return _FetchWaitThread(self, loop=self.loop, beacon=self.beacon)
@@ -132,7 +135,7 @@ class BulkConsumer(PausesChangelogFetches):
         on_caught_up: Callable[[], None] | None = None,
         writes: StateWrites | None = None,
         fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS,
-        batch_commit_every: int = 2000,
+        batch_commit_every: int = BATCH_COMMIT_EVERY,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of

@@ -10,7 +10,7 @@ needs: the stage can run at once, writing the table partition it would write
 anyway.
 
 The state tables (:class:`fraudapp.statetable.StateTable`) write the partition of
-the record being handled, faust's *current event*; :func:`handled_on` sets that to
+the record being handled, faust's *current event*; :class:`handled_on` sets that to
 the stage's topic and partition for the duration of the inline run, so the state
 and its changelog record land exactly where the stage's own agent would put them.
 """
