@@ -206,8 +206,9 @@ class BulkConsumer(PausesChangelogFetches):
         except Exception as exc:  # as faust's getmany: logged, the loop goes on
             self.log.warning("exception performing seek when flow not active %r", exc)
 
-    async def _commit_if_due(self) -> None:
-        commit_every = self._commit_every
+    async def _commit_if_due(self, commit_every: int | None) -> None:
+        """Commit once ``commit_every`` records were acked since the last such commit
+        (faust's ``_commit_every`` between batches, ``batch_commit_every`` within one)."""
         if commit_every is not None and self._n_acked >= commit_every:
             self._n_acked = 0
             await self.commit()
@@ -216,7 +217,7 @@ class BulkConsumer(PausesChangelogFetches):
         """Hand a partition's fetched records to ``handler`` in order; ack each one
         that was handled (not one cut short by a rebalance or a stop). Returns the
         last offset handled, if any."""
-        await self._commit_if_due()
+        await self._commit_if_due(self._commit_every)
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
         in_flight = _InFlight()
@@ -268,15 +269,10 @@ class BulkConsumer(PausesChangelogFetches):
                     # Awaited: run in the background, as faust's timed commit is, it
                     # let the batch run on past that state (test_crash's SIGKILL run
                     # failed 3 times of 3).
-                    last = handled[-1]
-                    self._read_offset[tp] = last
-                    if acks:
-                        self._ack_offsets(tp, handled)
+                    last = self._ack_handled(tp, handled, acks)
                     handled = []
-                    if self._n_acked >= self.batch_commit_every:
-                        self._n_acked = 0
-                        _current_event.set(None)
-                        await self.commit()
+                    _current_event.set(None)
+                    await self._commit_if_due(self.batch_commit_every)
                     await asyncio.sleep(0)
         finally:
             _current_event.set(None)
@@ -286,14 +282,20 @@ class BulkConsumer(PausesChangelogFetches):
                     # refuses, nothing is acked and the error ends the fetch loop.
                     writes.end()
                 if handled:
-                    last = handled[-1]
-                    self._read_offset[tp] = last
-                    if acks:
-                        self._ack_offsets(tp, handled)
+                    last = self._ack_handled(tp, handled, acks)
             finally:
                 in_flight.acked = True
                 self._unacked_messages.discard(in_flight)
                 notify(self._waiting_for_ack)
+        return last
+
+    def _ack_handled(self, tp: TP, handled: list[int], acks: bool) -> int:
+        """Mark ``handled`` (a partition's offsets, in order) read, and acked if the
+        topic acks; returns the last one."""
+        last = handled[-1]
+        self._read_offset[tp] = last
+        if acks:
+            self._ack_offsets(tp, handled)
         return last
 
     def _ack_offsets(self, tp: TP, offsets: list[int]) -> None:
@@ -325,6 +327,6 @@ class BulkConsumer(PausesChangelogFetches):
                 gap = offset - (r_offset or 0)
                 if gap > 1 and r_offset and self.app.topics.acks_enabled_for(message.topic):
                     await self._add_gap(tp, r_offset + 1, offset)
-                await self._commit_if_due()
+                await self._commit_if_due(self._commit_every)
                 await self.wait_first(callback(message), self.suspend_flow.wait())
                 self._read_offset[tp] = offset
