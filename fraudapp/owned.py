@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from faust.streams import _current_event
@@ -39,6 +40,17 @@ class OwnedPartitions:
 
     def owns(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._tps
+
+    def inline(self, topic: str, home: int, current: int) -> AbstractContextManager[None] | None:
+        """How to run work for ``topic``'s partition ``home`` here while a record of
+        partition ``current`` is handled: as it is (the same partition), as if on
+        ``home`` (:class:`handled_on`, a partition this worker owns), or None: not
+        here, it goes through the topic to the worker that owns it."""
+        if home == current:
+            return nullcontext()
+        if self.owns(topic, home):
+            return handled_on(topic, home)
+        return None
 
     def assign(self, assigned: Iterable[tuple[str, int]]) -> None:
         """faust's assignment is the whole new set, not a change to the old one."""

@@ -50,7 +50,7 @@ from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.outputs import raised_by, send_alert, send_dead_letter, send_json
-from fraudapp.owned import OwnedPartitions, handled_on
+from fraudapp.owned import OwnedPartitions
 from fraudapp.partitioning import partition_for
 from fraudapp.recordagent import record_agent
 from fraudapp.reference import tables_dir
@@ -253,13 +253,12 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
     raw_key = key.encode("utf-8")
     home = partition_for(raw_key, settings.partitions)
     topic = stage_names[stage]
-    if home == partition:
-        await STAGES[stage](home, key, checked)
-    elif owned.owns(topic, home):
-        with handled_on(topic, home):
-            await STAGES[stage](home, key, checked)
-    else:
+    inline = owned.inline(topic, home, partition)
+    if inline is None:
         await outbox.send(topic, raw_key, checked.encode(), partition=home)
+        return
+    with inline:
+        await STAGES[stage](home, key, checked)
 
 
 async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
@@ -478,13 +477,12 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
                 continue
             raw = other.encode("utf-8")
             home = partition_for(raw, settings.partitions)
-            if home == partition:
-                contribute(home, other, cell, t, fraud)
-            elif owned.owns(area_topic, home):
-                with handled_on(area_topic, home):
-                    contribute(home, other, cell, t, fraud)
-            else:
+            inline = owned.inline(area_topic, home, partition)
+            if inline is None:
                 await outbox.send(area_topic, raw, contribution, partition=home)
+                continue
+            with inline:
+                contribute(home, other, cell, t, fraud)
     await advance(checked, "area", partition)
 
 

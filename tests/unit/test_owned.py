@@ -55,3 +55,24 @@ def test_the_record_is_current_again_when_the_stage_raises() -> None:
         assert current_event() is record
     finally:
         _current_event.set(None)
+
+
+def test_work_for_a_partition_runs_here_as_it_is_as_if_on_it_or_not_here() -> None:
+    owned = OwnedPartitions()
+    owned.assign({TP("stage-source", 0), TP("stage-source", 2)})
+    record = BulkEvent(BulkMessage("clicks", 0, 5, None, b"k", b"v", None))
+    _current_event.set(weakref.ref(record))
+    try:
+        same = owned.inline("stage-source", 0, current=0)
+        assert same is not None
+        with same:
+            assert current_event() is record  # the record's own partition: as it is
+        other = owned.inline("stage-source", 2, current=0)
+        assert other is not None
+        with other:
+            message = current_event().message
+            assert (message.topic, message.partition) == ("stage-source", 2)
+        assert current_event() is record
+        assert owned.inline("stage-source", 3, current=0) is None  # another worker's
+    finally:
+        _current_event.set(None)
