@@ -266,8 +266,10 @@ per-event stream path (about 14 000 events/s at most on this machine,
 RocksDB read and write, one changelog record and one or two output records; those
 records leave through the outbox (`fraudapp/outbox.py`) as aiokafka batches. With
 all click checks a click crosses up to four stages (session, source, campaign,
-area), each keyed differently, so most go through another topic, which is where the
-difference to the click rule alone goes.
+area), each keyed differently: a stage whose partition of the key this worker owns
+runs inline (`fraudapp/owned.py`; a lone worker owns them all), any other goes
+through the stage's topic to the worker that does. The difference to the click rule
+alone is the checks' own work ("What stands in the way" has the profile).
 """
 
 
