@@ -24,6 +24,7 @@ from fraudapp.bulkfeed import BulkConsumer, Handler
 from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
+from fraudapp.owned import OwnedPartitions
 from fraudapp.settings import Settings
 from fraudapp.statetable import StateTable
 from fraudapp.statewrites import StateWrites
@@ -118,6 +119,14 @@ outbox = Outbox(lambda: app.producer, settings.producer_linger_ms / 1000.0)
 #: go per database, always before the outbox sends (:mod:`fraudapp.statewrites`).
 state_writes = StateWrites()
 outbox.before_send = state_writes.flush
+
+
+#: Which topic partitions this worker owns: work keyed to one of them (a click's later
+#: stage, an alert's index entry) runs inline instead of through its topic
+#: (:mod:`fraudapp.owned` says why).
+owned = OwnedPartitions()
+app.on_partitions_assigned.connect(owned.on_assigned)
+app.on_partitions_revoked.connect(owned.on_revoked)
 
 
 def state_table(name: str) -> faust.Table:

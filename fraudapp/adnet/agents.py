@@ -44,13 +44,20 @@ from fraudapp.adnet.heavy import HeavyHitterRule
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
 from fraudapp.adnet.stages import CHECKPOINT_S, AreaPartition, CampaignPartition
-from fraudapp.app import app, internal_topic, outbox, output_topic, settings, state_table
+from fraudapp.app import (
+    app,
+    internal_topic,
+    outbox,
+    output_topic,
+    owned,
+    settings,
+    state_table,
+)
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
 from fraudapp.globaltable import TopicGlobalTable, reference_table
 from fraudapp.keyed import KeyedPartition
 from fraudapp.outputs import raised_by, send_alert, send_dead_letter, send_json
-from fraudapp.owned import OwnedPartitions
 from fraudapp.partitioning import partition_for
 from fraudapp.recordagent import record_agent
 from fraudapp.reference import tables_dir
@@ -111,10 +118,6 @@ KEYS = stage_keys(_area_key)
 stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
 stage_names = {stage: topic.get_topic_name() for stage, topic in stage_topics.items()}
 area_topic = stage_names["area"]
-#: Which stage partitions this worker owns: their stages run inline (see ``advance``).
-owned = OwnedPartitions()
-app.on_partitions_assigned.connect(owned.on_assigned)
-app.on_partitions_revoked.connect(owned.on_revoked)
 
 
 source_table = state_table("click-sources")
