@@ -360,9 +360,11 @@ the bare consumer, from its consumer's start; each writes the click ids it conde
 to a file. The fraudapp rows are `bench/throughput.py`'s `run_clicks` / `run_atm`
 with `backlog=True`: a real worker started on input already in its topic, timed as
 the framework peers are, from its first record to its last: by the timestamps its
-own producer gives its first and last verdict (clicks) or account-state changelog
-record (ATM), one per input, so start-up and the group join are left out; it still
-pays for writing a verdict per click, its changelog and the alerts to Kafka. Peak
+own producer gives its first verdict (clicks) or account-state changelog record
+(ATM), one per input, and the last of those and of the alert index's changelog
+records, so start-up and the group join are left out and the indexing of the last
+alerts is in; it still pays for writing a verdict per click, its changelog and the
+alerts to Kafka. Peak
 RSS is the worker's or peer's own high-water mark (`VmHWM`, sampled while it runs;
 peers also read it themselves at their last record). Every run is checked against
 the oracle of its rule; faust as documented is approximate by design (its window is
