@@ -46,6 +46,7 @@ from faust.types import TP
 from mode.utils.futures import notify
 
 from fraudapp.changelogpause import PausesChangelogFetches
+from fraudapp.settings import DEFAULT_COMMIT_EVERY
 from fraudapp.statewrites import StateWrites
 
 #: The fetch wait faust gives its worker consumers (ms), fixed in its aiokafka driver.
@@ -53,7 +54,7 @@ FAUST_FETCH_MAX_WAIT_MS = 1500
 
 #: Records acked after which a long batch stops to commit (``COMMIT_EVERY``; see
 #: ``BulkConsumer._deliver_bulk``).
-BATCH_COMMIT_EVERY = 2000
+BATCH_COMMIT_EVERY = DEFAULT_COMMIT_EVERY
 
 #: Records handled between two yields to the event loop (faust's drain loop uses 100
 #: too), so the web server and timers answer during a long backlog.

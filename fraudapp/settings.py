@@ -14,6 +14,10 @@ from pathlib import Path
 
 from fraudapp.storage import RocksDBBudget
 
+#: ``COMMIT_EVERY``'s default (see ``Settings.commit_every``), also the bulk feed's when
+#: it is given none (:mod:`fraudapp.bulkfeed`).
+DEFAULT_COMMIT_EVERY = 2000
+
 
 class SettingsError(ValueError):
     """A variable in the environment has a value fraudapp cannot use."""
@@ -276,7 +280,7 @@ class Settings:
     #: as late. The rules keep state for their window plus lateness (40 s for click
     #: bursts): 2 000 records stay well inside it at the benchmarks' and tests'
     #: densities.
-    commit_every: int = 2000
+    commit_every: int = DEFAULT_COMMIT_EVERY
     #: Largest batch of records for one topic-partition (KB), the unit the outbox
     #: sends (fraudapp.outbox). faust's default is 16; 256 made the click rule 17 %
     #: faster (fewer produce requests) and stays well under Kafka's 1 MB request limit.
