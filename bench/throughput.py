@@ -81,11 +81,11 @@ def stamped_seconds(bootstrap: str, topic: str, *later: str) -> float:
     (verdicts, a rule's changelog) is the worker's own time from its first record to
     its last, the way the peers time themselves: start-up, group join and the reading
     client's fetches left out, on the worker's own clock. ``later`` are topics the
-    worker writes for the same inputs afterwards, which must end the span too: the
-    alert index's changelog: while its entries went through a topic, many were stored
-    after the last input was handled, and timing ATM by its account changelog alone
-    left that work out (a259d9a, 6 runs: median 16 400 transactions/s so, 12 900 to
-    the index's last record)."""
+    worker writes for the same inputs afterwards, which must end the span too, such
+    as the alert index's changelog. While its entries went through a topic, many were
+    stored after the last input was handled, and timing ATM by its account changelog
+    alone left that work out (a259d9a, 6 runs: median 16 400 transactions/s timed
+    so, 12 900 to the index's last record)."""
     stamps = [r.timestamp for r in asyncio.run(kafkaio.read_topic(bootstrap, topic))]
     if len(stamps) < 2:
         raise RuntimeError(f"{topic} holds {len(stamps)} records: nothing to time")
