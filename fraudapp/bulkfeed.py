@@ -115,6 +115,37 @@ class _FetchWaitThread(AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = self.consumer.fetch_max_wait_ms
         return consumer
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, including those
+        aiokafka leaves alone: its ``seek_to_committed`` seeks only to offsets above 0,
+        so a partition with no commit yet (or one at 0) stays where the fetcher got to.
+        faust drops the records fetched after its flow stops and reads them again from
+        the committed offsets; for such a partition they were lost (a worker SIGKILLed
+        early in a backlog: ~8 000 clicks never judged in 6 runs of 14). Those go to
+        their committed offset, or where the reset policy starts a new group.
+        Changelog partitions are faust's recovery's to place, and left alone."""
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        changelogs = self.consumer.app.tables.changelog_topics
+        unplaced = [
+            tp
+            for tp, offset in committed.items()
+            if (offset is None or offset <= 0) and tp.topic not in changelogs
+        ]
+        earliest = self.consumer.app.conf.consumer_auto_offset_reset == "earliest"
+        for tp in unplaced:
+            offset = committed[tp]
+            if offset == 0:
+                consumer.seek(tp, 0)
+            elif earliest:
+                await consumer.seek_to_beginning(tp)
+            else:
+                await consumer.seek_to_end(tp)
+        return committed
+
 
 class BulkConsumer(PausesChangelogFetches):
     """faust's aiokafka consumer, whose fetch loop hands records of topics with a
