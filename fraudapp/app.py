@@ -25,7 +25,7 @@ from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
 from fraudapp.owned import OwnedPartitions
-from fraudapp.settings import Settings
+from fraudapp.settings import Settings, with_faust_flags
 from fraudapp.statetable import StateTable
 from fraudapp.statewrites import StateWrites
 from fraudapp.storage import bound_info_logs
@@ -78,7 +78,7 @@ class FraudApp(faust.App):
         return consumer
 
 
-settings = Settings.from_env()
+settings = Settings.from_env(with_faust_flags(os.environ, sys.argv))
 bound_info_logs()
 use_event_loop(settings.event_loop)
 

@@ -8,7 +8,7 @@ value fails at start-up with the variable's name rather than deep inside an agen
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -82,6 +82,41 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
+
+
+#: What faust's ``-D``/``--datadir`` option leaves in ``F_DATADIR`` when it is not
+#: given (faust.types._env.DATADIR's default: faust fills in the app's name).
+FAUST_DEFAULT_DATADIR = "{conf.name}-data"
+
+
+def _datadir(env: Mapping[str, str]) -> Path:
+    """Where the worker keeps its state: faust's ``-D DIR`` first (see
+    :func:`with_faust_flags`; faust's own variables ``F_DATADIR``/``FAUST_DATADIR``
+    likewise), then ``FRAUDAPP_DATADIR`` or faust's ``APP_DATADIR``, then
+    ``./fraudapp-data``. Passing our own default to faust regardless made two workers
+    started with different ``-D`` share one directory."""
+    for name in ("F_DATADIR", "FAUST_DATADIR"):
+        flag = (env.get(name) or "").strip()
+        if flag and flag != FAUST_DEFAULT_DATADIR:
+            return Path(flag)
+    return Path(_str(env, "FRAUDAPP_DATADIR", _str(env, "APP_DATADIR", "fraudapp-data")))
+
+
+def with_faust_flags(env: Mapping[str, str], argv: Sequence[str]) -> dict[str, str]:
+    """``env`` with faust's ``-D DIR``/``--datadir DIR`` from the command line, as
+    ``F_DATADIR``. faust's command line sets that variable itself, but only after it
+    has imported the app (to find its commands), so the app's settings would never
+    see it; faust reads ``-A`` from ``argv`` the same way, before parsing."""
+    out = dict(env)
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("-D", "--datadir") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--datadir="):
+            value = arg.partition("=")[2]
+        if value:
+            out["F_DATADIR"] = value
+    return out
 
 
 #: Shorter bearer tokens are refused: they can be guessed.
@@ -324,7 +359,7 @@ class Settings:
         return cls(
             app_id=_str(env, "FRAUDAPP_APP_ID", d.app_id),
             broker_url=broker,
-            datadir=Path(_str(env, "FRAUDAPP_DATADIR", _str(env, "APP_DATADIR", "fraudapp-data"))),
+            datadir=_datadir(env),
             web_port=_int(env, "WEB_PORT", d.web_port, minimum=1),
             web_bind=_str(env, "WEB_BIND", d.web_bind),
             web_host=_str(env, "WEB_HOST", d.web_host),

@@ -38,6 +38,7 @@ class WorkerProcess:
         datadir: Path,
         env: Mapping[str, str] | None = None,
         log_level: str = "info",
+        faust_datadir: Path | None = None,
     ) -> None:
         self.broker_url = broker_url if "://" in broker_url else f"kafka://{broker_url}"
         self.web_port = web_port
@@ -49,6 +50,8 @@ class WorkerProcess:
             "FRAUDAPP_INGEST_TOKEN", secrets.token_urlsafe(24)
         )
         self.log_level = log_level
+        #: Given to faust's own ``-D`` flag, which wins over ``FRAUDAPP_DATADIR``.
+        self.faust_datadir = faust_datadir
         self.log_path = self.datadir / "worker.log"
         self.proc: Popen[bytes] | None = None
 
@@ -74,7 +77,12 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.datadir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "faust", "-A", "fraudapp.app", "worker", "-l", self.log_level]
+        flag = [] if self.faust_datadir is None else ["-D", str(self.faust_datadir)]
+        cmd = [
+            sys.executable,
+            *("-m", "faust", "-A", "fraudapp.app", *flag),
+            *("worker", "-l", self.log_level),
+        ]
         self.proc = procs.spawn(cmd, env=self.environment(), log_path=self.log_path)
         return self
 
