@@ -6,7 +6,9 @@ also written, keyed by its id, to an internal topic whose partitions follow the 
 an agent keeps them in a changelogged RocksDB table on the same partitions, so the
 keyed-view routing finds the owner like any other key. Entries expire with event
 time (``ALERT_INDEX_RETENTION_MS``, default an hour; 0 turns the index off), through
-the same keyed-partition shell as the rules' state, so the index stays bounded.
+the same keyed-partition shell as the rules' state, so the index stays bounded. Click
+alerts and ATM alerts keep their own event time (the ATM seed's data is from 2018):
+each expires by its own domain's watermark at the index (:mod:`fraudapp.watermarks`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import orjson
 from faust.streams import current_event
 from faust.types import EventT
 
+from fraudapp import livewatermarks
 from fraudapp.app import app, internal_topic, outbox, owned, settings, state_table
+from fraudapp.atm.detect import RULE_NAME as ATM_RULE
 from fraudapp.keyed import KeyedPartition
 from fraudapp.partitioning import partition_for
 from fraudapp.recordagent import record_agent
 from fraudapp.tablescan import scan_partition
+from fraudapp.watermarks import Domain
 
 IndexEntry = dict[str, Any]
 
@@ -57,11 +62,16 @@ class AlertIndexRule:
         return True
 
 
-index_topic = internal_topic(f"{settings.app_id}-alert-index")
+index_topic = internal_topic(settings.alert_index_topic)
 _topic_name = index_topic.get_topic_name()
 alert_index = state_table("alert-index")
 rule = AlertIndexRule(settings.alert_index_retention_ms)
-_partitions: dict[int, KeyedPartition[IndexEntry, None]] = {}
+_partitions: dict[tuple[Domain, int], KeyedPartition[IndexEntry, None]] = {}
+
+
+def domain_of(entry: IndexEntry) -> Domain:
+    """The event-time domain of an indexed alert."""
+    return livewatermarks.ATM if entry["alert"]["rule"] == ATM_RULE else livewatermarks.CLICKS
 
 
 async def index(alert: dict[str, Any], topic: str, origin: dict[str, str] | None) -> None:
@@ -86,14 +96,25 @@ async def index(alert: dict[str, Any], topic: str, origin: dict[str, str] | None
         await outbox.send(_topic_name, raw_id, orjson.dumps(entry), partition=home)
         return
     with inline:
-        _partition(home).process(entry)
+        _store(home, entry)
 
 
-def _partition(number: int) -> KeyedPartition[IndexEntry, None]:
-    processor = _partitions.get(number)
+def _store(partition: int, entry: IndexEntry) -> None:
+    """Into the table, expired by the alert's domain's watermark at the index; an entry
+    already older than the retention is not kept (it would expire at once)."""
+    domain = domain_of(entry)
+    _partition(domain, partition).process(entry, livewatermarks.level(domain, "index"), None)
+
+
+def _partition(domain: Domain, number: int) -> KeyedPartition[IndexEntry, None]:
+    processor = _partitions.get((domain, number))
     if processor is None:
-        seed = scan_partition(alert_index, number)
-        processor = _partitions[number] = KeyedPartition(rule, alert_index, seed)
+        seed = [
+            (key, value)
+            for key, value in scan_partition(alert_index, number)
+            if domain_of(orjson.loads(value)) == domain
+        ]
+        processor = _partitions[(domain, number)] = KeyedPartition(rule, alert_index, seed)
     return processor
 
 
@@ -104,7 +125,7 @@ async def _forget(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
 
 async def _store_alert(event: EventT) -> None:
     """Each sent alert into the table, on its id's partition."""
-    _partition(event.message.partition).process(orjson.loads(event.message.value))
+    _store(event.message.partition, orjson.loads(event.message.value))
 
 
 keep_alerts = record_agent(index_topic, "alert-index", _store_alert)

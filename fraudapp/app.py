@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sys
+import uuid
 
 import faust
 import mode.loop
@@ -29,6 +30,8 @@ from fraudapp.settings import Settings, with_faust_flags
 from fraudapp.statetable import StateTable
 from fraudapp.statewrites import StateWrites
 from fraudapp.storage import bound_info_logs
+from fraudapp.timedomains import atm_domain, click_domain
+from fraudapp.watermarks import Watermarks
 
 
 def use_event_loop(name: str) -> None:
@@ -74,6 +77,9 @@ class FraudApp(faust.App):
             writes=state_writes,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             batch_commit_every=settings.commit_every,
+            watermarks=watermarks,
+            commit_span_ms=settings.commit_span_ms,
+            max_drift_ms=settings.max_drift_ms,
         )
         return consumer
 
@@ -120,6 +126,12 @@ outbox = Outbox(lambda: app.producer, settings.producer_linger_ms / 1000.0)
 state_writes = StateWrites()
 outbox.before_send = state_writes.flush
 
+
+#: This worker's event time: its source partitions' watermarks and every stage's
+#: (:mod:`fraudapp.watermarks` says why; :mod:`fraudapp.livewatermarks` wires it).
+watermarks = Watermarks(
+    [click_domain(settings), atm_domain(settings)], settings.partitions, uuid.uuid4().hex[:12]
+)
 
 #: Which topic partitions this worker owns: work keyed to one of them (a click's later
 #: stage, an alert's index entry) runs inline instead of through its topic
@@ -213,6 +225,7 @@ def main() -> None:
 
 
 # Domain modules register their agents, tables and views on import.
+from fraudapp import livewatermarks as _livewatermarks  # noqa: E402,F401
 from fraudapp import notify as _notify  # noqa: E402,F401
 from fraudapp import web as _web  # noqa: E402,F401
 from fraudapp.adnet import agents as _adnet_agents  # noqa: E402,F401
@@ -225,3 +238,4 @@ from fraudapp.web import alerts_view as _alerts_view  # noqa: E402,F401
 from fraudapp.web import dashboard as _dashboard  # noqa: E402,F401
 from fraudapp.web import metrics_view as _metrics_view  # noqa: E402,F401
 from fraudapp.web import rules_view as _rules_view  # noqa: E402,F401
+from fraudapp.web import watermarks_view as _watermarks_view  # noqa: E402,F401

@@ -98,6 +98,7 @@ def late_event(what: str, timestamp: int, lateness_ms: int, watermark: int | Non
 
     return BadInput(
         "late_event",
-        f"{what} at {format_ms(timestamp)} is more than {lateness_ms} ms behind the"
-        f" partition's watermark {format_ms(watermark or 0)}",
+        f"{what} at {format_ms(timestamp)} is more than {lateness_ms} ms behind"
+        f" {format_ms(watermark or 0)}, the newest event time its source partition had"
+        " read before it (or the stage's watermark, if later)",
     )

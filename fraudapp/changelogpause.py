@@ -25,7 +25,7 @@ the start-up stalls (bench/RESULTS.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import TopicPartition
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
@@ -47,7 +47,15 @@ class PausesChangelogFetches(AIOKafkaConsumer):
 
     def _in_fetcher(self, tps: list[TP], *, pause: bool) -> None:
         changelogs = self.app.tables.changelog_topics
-        chosen = [TopicPartition(tp.topic, tp.partition) for tp in tps if tp.topic in changelogs]
+        self._fetcher_apply([tp for tp in tps if tp.topic in changelogs], pause=pause)
+
+    def _fetcher_apply(
+        self, tps: list[TP], *, pause: bool, seek: Mapping[TP, int] | None = None
+    ) -> None:
+        """Pause or resume ``tps`` in aiokafka's fetcher, and seek some of them (after
+        pausing: a seek drops what the fetcher holds of the partition)."""
+        chosen = [TopicPartition(tp.topic, tp.partition) for tp in tps]
+        positions = {TopicPartition(tp.topic, tp.partition): o for tp, o in (seek or {}).items()}
         thread = self._thread
         consumer = getattr(thread, "_consumer", None)
         if not chosen or consumer is None:
@@ -61,5 +69,8 @@ class PausesChangelogFetches(AIOKafkaConsumer):
             mine = [tp for tp in chosen if tp in assigned]
             if mine:
                 (consumer.pause if pause else consumer.resume)(*mine)
+            for tp, offset in positions.items():
+                if tp in assigned:
+                    consumer.seek(tp, offset)
 
         thread.thread_loop.call_soon_threadsafe(apply)

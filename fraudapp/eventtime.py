@@ -2,8 +2,11 @@
 
 faust's windowed tables judge expiry by the wall clock, which silently drops windows
 of replayed or delayed data (DESIGN.md). fraudapp keeps plain tables and expires
-keys itself, by the partition's watermark (the newest event time seen on it), so a
-stream stamped in 2018 expires exactly like one stamped now.
+keys itself, by the stage's watermark, so a stream stamped in 2018 expires exactly
+like one stamped now. Where that watermark comes from is the caller's business: live,
+a stage's level across partitions and workers (:mod:`fraudapp.watermarks`); in a
+replay or a test, the newest event time of one stream read in order
+(:class:`StreamTime`).
 
 Pure Python: the faust adapter feeds it events and deletes the keys it names.
 """
@@ -13,12 +16,31 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
+class StreamTime:
+    """The event time of one stream read in order, as one source partition: its
+    newest event time is both what a record is judged late against and, since
+    nothing else can hold it back, the watermark."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+
+    def observe(self, timestamp: int) -> int | None:
+        """Returns the newest event time before this one."""
+        before = self.seen
+        if before is None or timestamp > before:
+            self.seen = timestamp
+        return before
+
+
 class PartitionClock:
     """Watermark and expiry index of one partition.
 
     ``retention_ms`` is how long after its newest event a key must still be kept;
     sweeps run each time the watermark has moved ``sweep_every_ms`` past the last
-    one, so their cost (one pass over the live keys) is spread thin.
+    one, so their cost (one pass over the live keys) is spread thin. The watermark
+    only moves forward: a lower one given later changes nothing.
     """
 
     __slots__ = ("retention_ms", "sweep_every_ms", "watermark", "_latest", "_next_sweep")
@@ -38,18 +60,22 @@ class PartitionClock:
         """Event time before which state may be dropped."""
         return None if self.watermark is None else self.watermark - self.retention_ms
 
-    def observe(self, timestamp: int) -> None:
-        """Advance the watermark with an accepted event's time."""
-        if self.watermark is None or timestamp > self.watermark:
-            self.watermark = timestamp
+    def advance(self, watermark: int | None) -> None:
+        """The stage's watermark now (None: not known yet, nothing moves)."""
+        if watermark is None:
+            return
+        if self.watermark is None or watermark > self.watermark:
+            self.watermark = watermark
         if self._next_sweep is None:
-            self._next_sweep = timestamp + self.sweep_every_ms
+            self._next_sweep = watermark + self.sweep_every_ms
 
     def seed(self, entries: Iterable[tuple[bytes, int]]) -> None:
-        """Rebuild from recovered state (key, newest event time) after a rebalance."""
+        """Rebuild the expiry index from recovered state (key, newest event time)
+        after a restart or rebalance. Not the watermark: state may hold records
+        handled after the last commit, which are read again, and a watermark taken
+        from them would find those records late."""
         for key, latest in entries:
             self.touch(key, latest)
-            self.observe(latest)
 
     def touch(self, key: bytes, latest: int) -> None:
         """Record ``key``'s newest event time after it was updated."""

@@ -1,11 +1,14 @@
 """One partition of a keyed, event-time rule over any key-value store.
 
 Every stateful rule in fraudapp has the same shell: refuse events later than the
-allowed lateness, advance the partition's watermark, load the key's state, prune
-what fell behind the horizon, apply the rule, store the state, and now and then
-delete keys that went quiet. The faust agents hand it the worker's RocksDB table;
-replay and tests hand it a dict, so both run exactly the same code and a backtest
-gives the alerts the live stream would. Pure Python: no faust, Kafka or asyncio.
+allowed lateness, load the key's state, prune what fell behind the horizon, apply
+the rule, store the state, and now and then delete keys that went quiet. The faust
+agents hand it the worker's RocksDB table and the times to judge by (the stage's
+watermark across partitions and workers, and the newest event time of the record's
+own source partition: :mod:`fraudapp.watermarks`); replay and tests hand it a dict
+and let it keep the time of the one stream they read in order, so both run exactly
+the same code and a backtest gives the alerts the live stream would. Pure Python:
+no faust, Kafka or asyncio.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
-from fraudapp.eventtime import PartitionClock
+from fraudapp.eventtime import PartitionClock, StreamTime
 
 Store = MutableMapping[bytes, bytes]
 State = dict[str, Any]
@@ -58,19 +61,27 @@ def decode_state(raw: bytes | None) -> State | None:
 
 @dataclass(slots=True)
 class Outcome(Generic[R]):
-    """``late`` events were refused (``result`` is None); others carry the rule's result."""
+    """``late`` events were refused (``result`` is None); others carry the rule's result.
+    ``watermark`` is the time the event was judged against (None: nothing yet)."""
 
     late: bool
     result: R | None
     watermark: int | None
 
 
+class _Own:
+    """The default of :meth:`KeyedPartition.process`'s times: the partition's own."""
+
+
+OWN = _Own()
+
+
 class KeyedPartition(Generic[E, R]):
     """The rule applied to one partition's events, state kept in ``store``.
 
     ``seed`` is the partition's recovered state (key, value pairs) after a restart
-    or rebalance: it rebuilds the watermark and the expiry index, so expiry and the
-    lateness check carry on where the previous owner stopped.
+    or rebalance: it rebuilds the expiry index, so expiry carries on where the
+    previous owner stopped.
     """
 
     def __init__(
@@ -80,6 +91,8 @@ class KeyedPartition(Generic[E, R]):
         self.store = store
         self.clock = PartitionClock(rule.retention_ms)
         self.clock.seed((key, rule.latest_time(orjson.loads(value))) for key, value in seed)
+        #: The stream's own time, when the caller gives none (replay, tests).
+        self.stream = StreamTime()
 
     def set_rule(self, rule: KeyedRule[E, R]) -> None:
         """Apply a new version of the rule from the next event on. State is kept as it
@@ -92,25 +105,42 @@ class KeyedPartition(Generic[E, R]):
     def watermark(self) -> int | None:
         return self.clock.watermark
 
-    def is_too_late(self, timestamp: int) -> bool:
-        """Behind the watermark by more than the lateness: its window may be gone."""
-        watermark = self.clock.watermark
-        return watermark is not None and timestamp < watermark - self.rule.lateness_ms
+    def process(
+        self,
+        event: E,
+        watermark: int | None | _Own = OWN,
+        bound: int | None | _Own = OWN,
+    ) -> Outcome[R]:
+        """Apply the rule to one event.
 
-    def process(self, event: E) -> Outcome[R]:
+        ``watermark`` is the stage's watermark: state older than it minus the rule's
+        retention expires, and an event more than the lateness behind it is refused
+        (its window may be gone). ``bound`` is the newest event time of the event's
+        own source partition before it: an event more than the lateness behind that
+        is late by its own stream, whatever the stage has seen. None: not known yet.
+        By default both are the partition's own stream time, as for one stream read
+        in order (replay, tests).
+        """
         rule, clock = self.rule, self.clock
         timestamp = rule.event_time(event)
-        if self.is_too_late(timestamp):
-            # A record read again after a crash finds the watermark where the stream
-            # had got to, not where it was when the record was first taken: while its
-            # key's state still holds it, it is a repeat (apply changes nothing then),
-            # so it can re-send what it found instead of being refused as late.
+        if isinstance(watermark, _Own) or isinstance(bound, _Own):
+            before = self.stream.observe(timestamp)
+            bound = before if isinstance(bound, _Own) else bound
+            watermark = self.stream.seen if isinstance(watermark, _Own) else watermark
+        clock.advance(watermark)
+        reference = clock.watermark
+        if bound is not None and (reference is None or bound > reference):
+            reference = bound
+        if reference is not None and timestamp < reference - rule.lateness_ms:
+            # A record read again after a crash finds its source's time where the
+            # stream had got to, not where it was when the record was first taken:
+            # while its key's state still holds it, it is a repeat (apply changes
+            # nothing then), so it can re-send what it found instead of being refused.
             state = decode_state(self.store.get(rule.key(event)))
             if state is not None and rule.seen(state, event):
                 _, result = rule.apply(state, event)
-                return Outcome(late=False, result=result, watermark=clock.watermark)
-            return Outcome(late=True, result=None, watermark=clock.watermark)
-        clock.observe(timestamp)
+                return Outcome(late=False, result=result, watermark=reference)
+            return Outcome(late=True, result=None, watermark=reference)
         key = rule.key(event)
         state = decode_state(self.store.get(key))
         if state is not None and clock.horizon is not None:
@@ -120,7 +150,7 @@ class KeyedPartition(Generic[E, R]):
         clock.touch(key, rule.latest_time(state))
         for expired in clock.due():
             self._expire(expired)
-        return Outcome(late=False, result=result, watermark=clock.watermark)
+        return Outcome(late=False, result=result, watermark=reference)
 
     def _expire(self, key: bytes) -> None:
         state = decode_state(self.store.get(key))

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from fraudapp import livewatermarks
 from fraudapp.app import app, settings
 
 RecordHandler = Callable[[EventT], Awaitable[None]]
@@ -34,7 +35,13 @@ def record_agent(channel: faust.TopicT, name: str, handle: RecordHandler) -> Any
             from fraudapp.outputs import guarded
 
             guard = guarded
+        if livewatermarks.is_marker(event):
+            # Another worker's watermarks, or ours read back: not a record to handle.
+            livewatermarks.receive(event)
+            return
         await guard(event, handle)
+        message = event.message
+        livewatermarks.read(message.topic, message.partition, message.offset)
 
     async def agent(stream: Any) -> None:
         async for event in stream.events():

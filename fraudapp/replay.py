@@ -6,8 +6,10 @@ per-partition state classes and alert builders; only the stores are dicts and th
 hops between stages are function calls) over clicks and ATM transactions in file
 order, as fast as one core goes, and collects the alerts each rule would have
 raised under a given set of rule versions. Keys are placed on the partitions the
-live stream would use, so watermarks, lateness and expiry behave alike. Pure: no
-faust, no broker.
+live stream would use, so lateness and expiry behave alike; the input is one stream
+read in order, so every stage's watermark is its newest event time (per domain: clicks
+and transactions keep their own), and each event is judged late against the newest
+before it, as a live source partition's records are. Pure: no faust, no broker.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME as BURST
 from fraudapp.clicks.detect import BurstRule, burst_alert
 from fraudapp.clicks.models import decode_click
+from fraudapp.eventtime import StreamTime
 from fraudapp.keyed import KeyedPartition
 from fraudapp.partitioning import partition_for
 from fraudapp.rulebook import RuleBook, RuleRecord
@@ -137,6 +140,9 @@ class Backtest:
         self.sources: dict[int, KeyedPartition] = {}
         self.campaigns: dict[int, CampaignPartition] = {}
         self.areas: dict[int, AreaPartition] = {}
+        #: The event time of each domain's stream (the watermark of all its stages).
+        self.click_time = StreamTime()
+        self.txn_time = StreamTime()
         self.out = Outcome()
 
     # -- helpers --------------------------------------------------------------------------
@@ -199,7 +205,8 @@ class Backtest:
         processor = self.accounts.get(home)
         if processor is None:
             processor = self.accounts[home] = KeyedPartition(self.travel, {})
-        outcome = processor.process(txn)
+        seen = self.txn_time.observe(txn.timestamp)
+        outcome = processor.process(txn, self.txn_time.seen, seen)
         if outcome.result is None:
             self.out.dead_letters["late_event"] += 1
             return
@@ -218,7 +225,8 @@ class Backtest:
         processor = self.sessions.get(home)
         if processor is None:
             processor = self.sessions[home] = KeyedPartition(self.burst, {})
-        outcome = processor.process(click)
+        seen = self.click_time.observe(click.timestamp)
+        outcome = processor.process(click, self.click_time.seen, seen)
         result = outcome.result
         if result is None:
             self.out.dead_letters["late_event"] += 1
@@ -258,7 +266,7 @@ class Backtest:
         if processor is None:
             processor = self.sources[partition] = KeyedPartition(self.source_rule, {})
         click = checked.click
-        outcome = processor.process(click)
+        outcome = processor.process(click, self.click_time.seen, None)
         if outcome.result is None:
             return
         result = outcome.result
@@ -280,8 +288,13 @@ class Backtest:
             )
         click = checked.click
         campaign = click.campaign_id or ""
+        watermark = self.click_time.seen
+        if state.too_late(click.timestamp, watermark):
+            return
         sources = {k: v for k, v in {"ip": click.ip, "device": click.device_id}.items() if v}
-        findings, to_alert = state.observe(campaign, click.timestamp, sources, checked.repeat)
+        findings, to_alert = state.observe(
+            campaign, click.timestamp, sources, checked.repeat, watermark
+        )
         if findings:
             self._fire(checked, HEAVY)
         for finding, bucket in to_alert:
@@ -301,9 +314,14 @@ class Backtest:
         cell = self.grid.cell(checked.lat, checked.lon)
         fraud = bool(checked.reasons)
         t = checked.click.timestamp
-        if state.too_late(t):
+        watermark = self.click_time.seen
+        if state.too_late(t, watermark):
             return
-        counts = state.counts(region) if checked.repeat else state.record(region, cell, t, fraud)
+        counts = (
+            state.counts(region)
+            if checked.repeat
+            else state.record(region, cell, t, fraud, watermark)
+        )
         clicks, frauds = counts.totals(cell, t)
         if self.location_rule.fires(clicks, frauds):
             self._fire(checked, LOCATION)
@@ -322,7 +340,7 @@ class Backtest:
             if other != region:
                 # Live, this contribution travels through the area topic and arrives a
                 # moment later; here it is counted at once.
-                self._area(self._home(other)).contribute(other, cell, t, fraud)
+                self._area(self._home(other)).contribute(other, cell, t, fraud, watermark)
 
 
 def run(backtest: Backtest, lines: Iterable[bytes]) -> Outcome:

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from faust.types import EventT
 
-from fraudapp import liverules, metrics
+from fraudapp import liverules, livewatermarks, metrics
 from fraudapp.adnet.alerting import (
     HEAVY,
     LOCATION,
@@ -299,7 +299,8 @@ async def on_source(event: EventT) -> None:
 async def source_stage(partition: int, key: str, checked: Checked) -> None:
     _raised_by(checked)
     click = checked.click
-    outcome = source_partitions[partition].process(click)
+    watermark = livewatermarks.level(livewatermarks.CLICKS, "source")
+    outcome = source_partitions[partition].process(click, watermark, None)
     if outcome.result is None:
         why = f"later than {source_rule.lateness_ms} ms behind the source stage's watermark"
         metrics.check_skipped_late("source")
@@ -401,8 +402,18 @@ async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
     click = checked.click
     campaign = click.campaign_id or ""
     state = campaign_partitions[partition]
+    watermark = livewatermarks.level(livewatermarks.CLICKS, "campaign")
+    if state.too_late(click.timestamp, watermark):
+        metrics.check_skipped_late("campaign")
+        checked.skipped[HEAVY] = (
+            f"later than {config.lateness_ms} ms behind the campaign stage's watermark"
+        )
+        await advance(checked, "campaign", partition)
+        return
     sources = {k: v for k, v in {"ip": click.ip, "device": click.device_id}.items() if v}
-    findings, to_alert = state.observe(campaign, click.timestamp, sources, checked.repeat)
+    findings, to_alert = state.observe(
+        campaign, click.timestamp, sources, checked.repeat, watermark
+    )
     if findings:
         # Each click of a heavy source is marked in its verdict; alerted once a bucket.
         fire(checked, HEAVY)
@@ -442,7 +453,10 @@ async def on_area(event: EventT) -> None:
 
 
 def contribute(partition: int, region: str, cell: str, t: int, fraud: bool) -> None:
-    area_partitions[partition].contribute(region, cell, t, fraud)
+    """A neighbouring region's click, counted here; judged by the area's watermark."""
+    watermark = livewatermarks.level(livewatermarks.CLICKS, "area")
+    if not area_partitions[partition].contribute(region, cell, t, fraud, watermark):
+        metrics.check_skipped_late("area-count")
 
 
 async def area_stage(partition: int, region: str, checked: Checked) -> None:
@@ -453,14 +467,19 @@ async def area_stage(partition: int, region: str, checked: Checked) -> None:
     cell = grid.cell(checked.lat, checked.lon)
     fraud = bool(checked.reasons)
     t = click.timestamp
-    if state.too_late(t):
+    watermark = livewatermarks.level(livewatermarks.CLICKS, "area")
+    if state.too_late(t, watermark):
         metrics.check_skipped_late("area")
         checked.skipped[LOCATION] = (
             f"later than {config.lateness_ms} ms behind the area stage's watermark"
         )
     else:
         # A repeat was counted when first read (its alert, if any, goes again).
-        counts = state.counts(region) if checked.repeat else state.record(region, cell, t, fraud)
+        counts = (
+            state.counts(region)
+            if checked.repeat
+            else state.record(region, cell, t, fraud, watermark)
+        )
         clicks, frauds = counts.totals(cell, t)
         if location_rule.fires(clicks, frauds):
             fire(checked, LOCATION)

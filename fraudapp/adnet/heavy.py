@@ -32,9 +32,10 @@ exact only to one bucket: it starts at a bucket boundary (up to ``bucket_ms`` la
 ``t - window_ms``) and includes the rest of t's bucket. That is the price of
 per-bucket sketches; exact edges would need every click kept.
 
-**Late clicks** go into their own, older bucket as long as that bucket is still in the
-window at the latest event time seen (``latest_time()``); a click whose bucket has left
-it is ignored (``add`` returns ``[]`` and changes nothing).
+**Late clicks** go into their own, older bucket. Whether a click is too late to be
+counted is the caller's judgement, by its stage's watermark (``CampaignPartition``):
+the newest click seen here runs far ahead of the others while a worker catches up,
+so judging by it would drop clicks a timely stream counts.
 
 **Firing without false positives.** A source fires when its share of the campaign's
 clicks in the window at the click's time is at least ``share_threshold`` and the window
@@ -196,10 +197,6 @@ class CampaignHitters:
         """Start of t's bucket (floor, also for negative times)."""
         return t - t % self.rule.bucket_ms
 
-    def accepts(self, t: int) -> bool:
-        """Whether a click at t would be counted: its bucket is in the window at latest."""
-        return self._latest is None or self.bucket_of(t) > self._latest - self.rule.window_ms
-
     def _window(self, t: int) -> list[_Bucket]:
         """Buckets whose start lies in (t - window_ms, t]."""
         keys = self._keys
@@ -231,8 +228,6 @@ class CampaignHitters:
         """
         if not sources.keys() <= _KIND_SET:
             raise ValueError(f"unknown source kinds {sorted(set(sources) - _KIND_SET)}")
-        if not self.accepts(t):
-            return []
         bucket = self._bucket(self.bucket_of(t))
         bucket.total += 1
         if bucket.last is None or t > bucket.last:
@@ -251,8 +246,6 @@ class CampaignHitters:
     def judge(self, t: int, sources: Mapping[str, str]) -> list[HeavyFinding]:
         """The findings for a click's sources at t, without counting it (a click seen
         before: a replay must not count twice)."""
-        if not self.accepts(t):
-            return []
         window = self._window(t)
         total = sum(b.total for b in window)
         if total < self.rule.min_clicks:
@@ -345,7 +338,7 @@ class CampaignHitters:
     def dump_bucket(self, bucket: int) -> bytes:
         """One bucket as bytes: header (version, total, latest time, lengths) + sketches.
 
-        Raises KeyError for a bucket not held (e.g. after add ignored a too-late click).
+        Raises KeyError for a bucket not held.
         """
         b = self._buckets[bucket]
         blobs = [

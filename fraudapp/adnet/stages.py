@@ -4,7 +4,11 @@ The two statistical checks keep decoded state in memory per partition (a bucket 
 sketches or a region's cell counts is too big to decode per click) and write it to
 their store as it changes. The faust agents give them the worker's changelogged
 RocksDB tables; ``fraudapp replay`` gives them dicts, so a backtest runs exactly the
-code the live stream does. Pure Python: no faust, Kafka or asyncio.
+code the live stream does. Both judge lateness and expire state by the watermark
+their caller gives (live: the stage's level across partitions and workers,
+:mod:`fraudapp.watermarks`; replay: its stream's newest event time), never by the
+newest click they have seen themselves, which runs ahead while a worker catches up.
+Pure Python: no faust, Kafka or asyncio.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class CampaignPartition:
         self.dirty: set[tuple[str, int]] = set()
         self.checkpointed = time.monotonic()
         self.flush_due = False
+        self.watermark: int | None = None
+        self.next_sweep: int | None = None
         for key, value in seed:
             campaign, bucket, *marks = key.decode("utf-8").split(SEP)
             if marks:
@@ -78,13 +84,23 @@ class CampaignPartition:
         for hitters in self.campaigns.values():
             hitters.rule = rule
 
+    def too_late(self, t: int, watermark: int | None) -> bool:
+        """More than the lateness behind the watermark: older buckets of its window
+        may be gone."""
+        return watermark is not None and t < watermark - self.lateness_ms
+
     def observe(
-        self, campaign: str, t: int, sources: Mapping[str, str], repeat: bool
+        self,
+        campaign: str,
+        t: int,
+        sources: Mapping[str, str],
+        repeat: bool,
+        watermark: int | None,
     ) -> tuple[list[HeavyFinding], list[tuple[HeavyFinding, int]]]:
         """Count one click (unless it is a ``repeat``, counted when first read) and
         judge its sources: (the findings, each marking the click; those to alert, with
         their bucket: once per source per bucket, and again for a repeat, whose alerts
-        may not have left the first time)."""
+        may not have left the first time). The caller has refused it if too late."""
         hitters = self.hitters(campaign)
         bucket = hitters.bucket_of(t)
         if repeat:
@@ -100,12 +116,24 @@ class CampaignPartition:
             self.alerted.add(mark)
             self.dirty.add((campaign, bucket))
             to_alert.append((finding, bucket))
-        self._expire(campaign, hitters, t)
+        self._advance(watermark)
         return findings, to_alert
 
-    def _expire(self, campaign: str, hitters: CampaignHitters, t: int) -> None:
-        latest = hitters.latest_time() or t
-        horizon = latest - hitters.rule.window_ms - self.lateness_ms
+    def _advance(self, watermark: int | None) -> None:
+        """Sweep every campaign once per bucket of watermark progress."""
+        if watermark is None or (self.watermark is not None and watermark <= self.watermark):
+            return
+        self.watermark = watermark
+        if self.next_sweep is not None and watermark < self.next_sweep:
+            return
+        rule = self.rule()
+        self.next_sweep = watermark + rule.bucket_ms
+        horizon = watermark - rule.window_ms - self.lateness_ms
+        for campaign, hitters in list(self.campaigns.items()):
+            self._expire(campaign, hitters, horizon)
+        self.alerted = {mark for mark in self.alerted if mark[3] >= horizon}
+
+    def _expire(self, campaign: str, hitters: CampaignHitters, horizon: int) -> None:
         before = set(hitters.bucket_keys())
         if before and min(before) >= horizon:
             return
@@ -114,7 +142,6 @@ class CampaignPartition:
             self.store.pop(f"{campaign}{SEP}{bucket}".encode(), None)
             self.store.pop(marks_key(campaign, bucket), None)
             self.dirty.discard((campaign, bucket))
-        self.alerted = {mark for mark in self.alerted if mark[3] >= horizon}
         if not left:
             self.campaigns.pop(campaign, None)
 
@@ -160,8 +187,8 @@ class AreaPartition:
         self.rule = rule
         self.lateness_ms = lateness_ms
         self.regions: dict[str, AreaCounts] = {}
-        self.watermark = 0
-        self.next_sweep = 0
+        self.watermark: int | None = None
+        self.next_sweep: int | None = None
         for key, value in seed:
             region, cell = key.decode("utf-8").split(SEP, 1)
             self.counts(region).load_cell(cell, orjson.loads(value))
@@ -175,27 +202,40 @@ class AreaPartition:
             )
         return counts
 
-    def too_late(self, t: int) -> bool:
+    def too_late(self, t: int, watermark: int | None) -> bool:
         """Older buckets of its window may be expired already: it would see too few."""
-        return t < self.watermark - self.lateness_ms
+        return watermark is not None and t < watermark - self.lateness_ms
 
-    def record(self, region: str, cell: str, t: int, fraud: bool) -> AreaCounts:
+    def record(
+        self, region: str, cell: str, t: int, fraud: bool, watermark: int | None
+    ) -> AreaCounts:
         counts = self.counts(region)
         counts.add(cell, t, fraud)
         self._persist(counts, region, cell)
-        if t > self.watermark:
-            self.watermark = t
-        if self.watermark >= self.next_sweep:
-            self.sweep()
+        self._advance(watermark)
         return counts
 
-    def contribute(self, region: str, cell: str, t: int, fraud: bool) -> None:
-        """A click of a neighbouring region, counted here (it is judged in its own)."""
-        if not self.too_late(t):
-            self.record(region, cell, t, fraud)
+    def contribute(
+        self, region: str, cell: str, t: int, fraud: bool, watermark: int | None
+    ) -> bool:
+        """A click of a neighbouring region, counted here (it is judged in its own);
+        False if it came too late to count."""
+        if self.too_late(t, watermark):
+            return False
+        self.record(region, cell, t, fraud, watermark)
+        return True
+
+    def _advance(self, watermark: int | None) -> None:
+        if watermark is None or (self.watermark is not None and watermark <= self.watermark):
+            return
+        self.watermark = watermark
+        if self.next_sweep is None or watermark >= self.next_sweep:
+            self.sweep()
 
     def sweep(self) -> None:
         """Drop buckets that left every window; runs once per bucket of event time."""
+        if self.watermark is None:
+            return
         rule = self.rule()
         horizon = self.watermark - rule.window_ms - self.lateness_ms
         for region, counts in list(self.regions.items()):

@@ -12,13 +12,14 @@ from typing import Any
 
 from faust.types import EventT
 
-from fraudapp import liverules
+from fraudapp import liverules, livewatermarks
 from fraudapp.app import app, settings, state_table
 from fraudapp.atm.customers import enrichment
 from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule, travel_alert
 from fraudapp.atm.models import Txn, decode_txn
 from fraudapp.badinput import BadInput
-from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
+from fraudapp.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.origin import origin_of
 from fraudapp.outputs import send_alert, send_dead_letter
 from fraudapp.recordagent import record_agent
 from fraudapp.rulebook import RuleRecord
@@ -39,7 +40,7 @@ topics = settings.topics
 accounts_state = state_table("atm-accounts")
 
 txn_source, txns_topic, txns_by_account = keyed_topics(
-    app, topics.atm_txns, f"{topics.atm_txns}-by-account", settings.partitions
+    app, topics.atm_txns, topics.atm_by_account, settings.partitions
 )
 
 runner: KeyedRunner[Txn, AtmStep] = KeyedRunner(
@@ -48,6 +49,7 @@ runner: KeyedRunner[Txn, AtmStep] = KeyedRunner(
     partitions=settings.partitions,
     rekey_topic=txns_by_account,
     what="transaction",
+    watermark=lambda: livewatermarks.level(livewatermarks.ATM, "account"),
 )
 liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(travel_rule(record)))
 
@@ -66,17 +68,20 @@ async def handle(event: EventT) -> None:
         await send_dead_letter(event, error)
         return
     key = txn.account_id.encode("utf-8")
-    if await runner.misplaced(event, key):
-        return
-    result = await runner.process(event, txn)
-    if result is None:
-        return
-    for pair in result.pairs:
-        await send_alert(key, pair_alert(pair))
+    placed = await runner.place(event, key, txn.timestamp)
+    if placed is None:
+        return  # on its way to its account's partition, owned by another worker
+    partition, seen, context = placed
+    with context:
+        result = await runner.process(event, partition, txn, seen)
+        if result is None:
+            return
+        for pair in result.pairs:
+            await send_alert(key, pair_alert(pair))
 
 
 @app.on_partitions_revoked.connect
-async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+async def _forget_expiry(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     runner.reset()
 
 

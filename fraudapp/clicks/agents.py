@@ -15,13 +15,14 @@ from typing import Any
 
 from faust.types import EventT
 
-from fraudapp import liverules
+from fraudapp import liverules, livewatermarks
 from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
 from fraudapp.app import app, settings, state_table
 from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep, burst_alert
 from fraudapp.clicks.models import Click, decode_click
-from fraudapp.keyedagent import KeyedRunner, keyed_topics, origin_of
+from fraudapp.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.origin import origin_of
 from fraudapp.outputs import send_alert, send_dead_letter
 from fraudapp.recordagent import record_agent
 from fraudapp.rulebook import RuleRecord
@@ -58,6 +59,7 @@ runner: KeyedRunner[Click, BurstStep] = KeyedRunner(
     partitions=settings.partitions,
     rekey_topic=clicks_by_session,
     what="click",
+    watermark=lambda: livewatermarks.level(livewatermarks.CLICKS, "session"),
 )
 liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(burst_rule(record)))
 
@@ -70,9 +72,17 @@ async def handle(event: EventT) -> None:
         await send_dead_letter(event, error)
         return
     key = click.session_id.encode("utf-8")
-    if await runner.misplaced(event, key):
-        return
-    result = await runner.process(event, click)
+    placed = await runner.place(event, key, click.timestamp)
+    if placed is None:
+        return  # on its way to its session's partition, owned by another worker
+    partition, seen, context = placed
+    with context:
+        await judge(event, partition, key, click, seen)
+
+
+async def judge(event: EventT, partition: int, key: bytes, click: Click, seen: int | None) -> None:
+    """The click on its session's ``partition``: alerts, then the later stages."""
+    result = await runner.process(event, partition, click, seen)
     if result is None:
         return
     for finding in result.findings:
@@ -87,7 +97,7 @@ async def handle(event: EventT) -> None:
     else:
         # A replay may never have reached the other stages: it goes through them
         # again, as a repeat, which each stage recognises.
-        await begin(click, reasons, event.message.partition, repeat=result.replay)
+        await begin(click, reasons, partition, repeat=result.replay)
 
 
 def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,7 +105,7 @@ def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None)
 
 
 @app.on_partitions_revoked.connect
-async def _forget_clocks(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+async def _forget_expiry(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     runner.reset()
 
 

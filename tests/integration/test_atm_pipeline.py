@@ -202,7 +202,11 @@ def test_a_customer_off_its_murmur2_partition_still_enriches(
 def test_webhook_retries_with_one_idempotency_key_and_dead_letters_what_never_lands(
     space: AppSpace, worker: WorkerProcess, hook: FlakyWebhook
 ) -> None:
-    space.produce(pair("a100", "w", T0 + 7_200_000) + pair("doomed", "d", T0), topic="atm")
+    # Both on one partition: "doomed" comes after "a100" in event time too, or it would
+    # be more than the hour's lateness behind its partition and refused as late.
+    space.produce(
+        pair("a100", "w", T0 + 7_200_000) + pair("doomed", "d", T0 + 7_300_000), topic="atm"
+    )
     delivered = wait_for(
         lambda: [a for a in hook.delivered() if a["account_id"] == "a100"], timeout=60
     )

@@ -195,6 +195,7 @@ ENDPOINTS = [
     ("GET", "/accounts/acct-1"),
     ("GET", "/campaigns/cmp-1/top"),
     ("GET", "/rules"),
+    ("GET", "/watermarks"),
     ("GET", "/alerts/click_burst-0123"),
     ("POST", "/clicks"),
     ("POST", "/simulate/click"),
@@ -384,3 +385,23 @@ def test_the_event_stream_replays_and_follows_alerts(worker: WorkerProcess) -> N
             elif line.startswith("data: ") and event == "alert":
                 alert_ids.append(json.loads(line[6:]).get("click_id"))
         assert "ev2" in alert_ids and "rates" in kinds
+
+
+def test_watermarks_name_every_level_and_input_partition(worker: WorkerProcess) -> None:
+    """An operator sees each stage's event time and what it waits on (the worker has
+    read clicks by now, so its click levels are known)."""
+    status, body = worker.get("/watermarks")
+    assert status == 200, body
+    assert list(body["levels"]["clicks"]) == [
+        "read",
+        "session",
+        "source",
+        "campaign",
+        "area_in",
+        "area",
+        "index",
+    ]
+    assert list(body["levels"]["atm"]) == ["read", "account", "index"]
+    assert any(name.endswith("-clicks[0]") for name in body["sources"])
+    assert set(body["waiting_on"]) == {"clicks", "atm"}
+    assert body["paused_for_alignment"] == []

@@ -133,13 +133,15 @@ class TestLatenessAndExpiry:
         assert prune(state, T0 + 5_001) is None
 
     def test_state_survives_a_new_owner(self) -> None:
-        """A partition rebuilt from its store continues exactly (restart / rebalance)."""
+        """A partition rebuilt from its store continues exactly (restart / rebalance).
+        Its watermark is not taken from the state: the state may hold records handled
+        after the last commit, which are read again and would be found late."""
         store: dict[bytes, bytes] = {}
         first = click_partition(RULE, store)
         first.process(click("a", 0))
         first.process(click("b", 1_000))
         second = click_partition(RULE, store, seed=list(store.items()))
-        assert second.watermark == T0 + 1_000
+        assert second.watermark is None and len(second.clock) == 1
         assert [f.click_id for f in second.process(click("c", 2_000)).result.findings] == ["c"]
 
 

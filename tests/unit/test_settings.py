@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudapp.settings import FAUST_DEFAULT_DATADIR, Settings, with_faust_flags
+from fraudapp.settings import FAUST_DEFAULT_DATADIR, Settings, SettingsError, with_faust_flags
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,16 @@ def test_faust_datadir_flag_is_read_from_the_command_line(argv: list[str]) -> No
     env = with_faust_flags({"FRAUDAPP_DATADIR": "/ours"}, argv)
     assert Settings.from_env(env).datadir == Path("/flag")
     assert with_faust_flags({}, ["faust", "-A", "fraudapp.app", "worker"]) == {}
+
+
+def test_alignment_must_allow_more_than_a_commit_span() -> None:
+    assert Settings.from_env({}).max_drift_ms > Settings.from_env({}).commit_span_ms
+    assert Settings.from_env({"WATERMARK_MAX_DRIFT_MS": "0"}).max_drift_ms == 0
+    with pytest.raises(SettingsError, match="WATERMARK_MAX_DRIFT_MS"):
+        Settings.from_env({"WATERMARK_MAX_DRIFT_MS": "20000", "COMMIT_SPAN_MS": "20000"})
+
+
+def test_internal_topic_names_come_from_the_settings() -> None:
+    settings = Settings.from_env({"ATM_TXNS_TOPIC": "txns", "FRAUDAPP_APP_ID": "shop"})
+    assert settings.topics.atm_by_account == "txns-by-account"
+    assert settings.alert_index_topic == "shop-alert-index"
