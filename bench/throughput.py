@@ -106,10 +106,12 @@ def run_clicks(
     workers: int = 1,
     backlog: bool = False,
     cpu: dict[str, int] | None = None,
+    code: Path | None = None,
 ) -> tuple[float, bool, CpuMeter | None]:
     """Clicks through ``workers`` workers of one app (timed once all have their
     partitions); correct when the exact checks' alerts equal their oracles (with all
-    checks: click bursts, stacked ads and the rate limit). ``env`` adds settings to
+    checks: click bursts, stacked ads and the rate limit). ``code`` runs the workers
+    from another checkout (bench/ab.py). ``env`` adds settings to
     the workers' environment (to compare one setting's effect). ``cpu`` names other
     processes (the broker) whose CPU time is measured over the timed window with the
     workers' (``worker-N``) and this process's: the returned meter, else None.
@@ -137,6 +139,7 @@ def run_clicks(
                 **(env or {}),
             )
             worker.log_level = "warn"
+            worker.code = code
             started_workers.append(stack.enter_context(running(worker)))
         for worker in started_workers:  # each joining worker rebalanced the others
             worker.wait_ready(120.0)
@@ -165,7 +168,12 @@ def run_clicks(
 
 
 def run_atm(
-    bootstrap: str, txns: list[dict], workdir: Path, *, backlog: bool = False
+    bootstrap: str,
+    txns: list[dict],
+    workdir: Path,
+    *,
+    backlog: bool = False,
+    code: Path | None = None,
 ) -> tuple[float, bool]:
     """Transactions through one worker; correct when its alerts equal the oracle's
     pairs. ``backlog`` as for :func:`run_clicks`, timed by the account table's
@@ -189,6 +197,7 @@ def run_atm(
     )
     worker = space.worker(workdir / space.name)
     worker.log_level = "warn"
+    worker.code = code
     with running(worker):
         started = time.perf_counter()
         if not backlog:

@@ -39,6 +39,7 @@ class WorkerProcess:
         env: Mapping[str, str] | None = None,
         log_level: str = "info",
         faust_datadir: Path | None = None,
+        code: Path | None = None,
     ) -> None:
         self.broker_url = broker_url if "://" in broker_url else f"kafka://{broker_url}"
         self.web_port = web_port
@@ -52,6 +53,9 @@ class WorkerProcess:
         self.log_level = log_level
         #: Given to faust's own ``-D`` flag, which wins over ``FRAUDAPP_DATADIR``.
         self.faust_datadir = faust_datadir
+        #: Run fraudapp from this checkout instead of the installed one (the worker
+        #: starts there: ``-m`` puts it first on the path); bench/ab.py compares two.
+        self.code = code
         self.log_path = self.datadir / "worker.log"
         self.proc: Popen[bytes] | None = None
 
@@ -83,7 +87,7 @@ class WorkerProcess:
             *("-m", "faust", "-A", "fraudapp.app", *flag),
             *("worker", "-l", self.log_level),
         ]
-        self.proc = procs.spawn(cmd, env=self.environment(), log_path=self.log_path)
+        self.proc = procs.spawn(cmd, env=self.environment(), log_path=self.log_path, cwd=self.code)
         return self
 
     def wait_ready(self, timeout: float = 90.0) -> dict[str, Any]:
