@@ -103,10 +103,13 @@ async def consume_json(
     until: int | None = None,
     timeout_s: float = 300.0,
     isolation_level: str = "read_uncommitted",
+    stall_s: float | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read topics from the start until ``until`` records arrived (or ``idle_s`` of silence
-    after the first), decoded as JSON, per topic. ``read_committed`` skips records of
-    aborted transactions (what a consumer of an exactly-once worker uses)."""
+    after the first), decoded as JSON, per topic. With ``until``, ``stall_s`` gives up
+    after that much silence too (a count that will never come, e.g. a failing test's).
+    ``read_committed`` skips records of aborted transactions (what a consumer of an
+    exactly-once worker uses)."""
     names = list(topics)
     consumer = AIOKafkaConsumer(
         *names,
@@ -129,6 +132,8 @@ async def consume_json(
                 last = loop.time()
             total = sum(len(v) for v in out.values())
             if until is not None and total >= until:
+                break
+            if until is not None and stall_s is not None and loop.time() - last > stall_s:
                 break
             if until is None and total and loop.time() - last > idle_s:
                 break

@@ -92,6 +92,7 @@ class AppSpace:
         idle_s: float = 4.0,
         timeout_s: float = 240.0,
         isolation_level: str = "read_uncommitted",
+        stall_s: float | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         out = asyncio.run(
             kafkaio.consume_json(
@@ -101,6 +102,7 @@ class AppSpace:
                 idle_s=idle_s,
                 timeout_s=timeout_s,
                 isolation_level=isolation_level,
+                stall_s=stall_s,
             )
         )
         return {n: out[self.topics[n]] for n in names}

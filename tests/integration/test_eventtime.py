@@ -119,8 +119,9 @@ def assert_exact(label: str, clicks: list[dict[str, Any]], out: Records) -> None
 def consume_outputs(space: AppSpace, clicks: int) -> Records:
     """Every output, once there is a verdict or a dead letter per click (repeats after
     a restart count too, so the rest is read until 2 s pass with nothing new: a worker
-    still busy keeps writing). Read while the workers run."""
-    space.consume("verdicts", "dead", until=clicks, timeout_s=600)
+    still busy keeps writing), or once nothing came for 20 s (a run that lost some).
+    Read while the workers run."""
+    space.consume("verdicts", "dead", until=clicks, timeout_s=600, stall_s=20.0)
     return space.consume("verdicts", "alerts", "dead", idle_s=2.0, timeout_s=600)
 
 
@@ -241,7 +242,7 @@ def test_unkeyed_atm_backlog_from_kcat_gives_every_pair(kafka_broker, tmp_path: 
     expected = set(expected_pairs([as_oracle_row(t) for t in txns]))
     kcat.produce(space.bootstrap, space.topics["atm"], [(None, t) for t in txns])
     with running(space.worker(tmp_path / "w")):
-        space.consume("alerts", until=len(expected), timeout_s=600)
+        space.consume("alerts", until=len(expected), timeout_s=600, stall_s=20.0)
         out = space.consume("alerts", "dead", idle_s=2.0, timeout_s=600)
     alerts = {a["alert_id"]: a for a in out["alerts"]}.values()
     got = {(a["account_id"], a["t1_transaction_id"], a["t2_transaction_id"]) for a in alerts}
