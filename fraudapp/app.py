@@ -78,8 +78,6 @@ class FraudApp(faust.App):
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             batch_commit_every=settings.commit_every,
             watermarks=watermarks,
-            commit_span_ms=settings.commit_span_ms,
-            max_drift_ms=settings.max_drift_ms,
         )
         return consumer
 

@@ -31,12 +31,12 @@ Event time (:mod:`fraudapp.watermarks`), on top of faust's bookkeeping:
 - every commit stores, beside each source partition's offset, the partition's
   watermark at that offset (the commit's metadata, as Kafka Streams keeps its stream
   time there), and moves the partition's committed watermark on success;
-- inside a long batch a worker also commits when a source partition has read
-  ``commit_span_ms`` of event time past its last commit, so sparse traffic read fast
-  holds the stages' state for a bounded stretch of event time, not thousands of
-  records;
-- a source partition that runs ``max_drift_ms`` of event time ahead of its domain's
-  slowest source partition stops at that record: the rest of its fetched batch is
+- inside a long batch a worker also commits when a source partition has read its
+  domain's ``commit_span_ms`` of event time past its last commit, so sparse traffic
+  read fast holds the stages' state for a bounded stretch of event time, not
+  thousands of records;
+- a source partition that runs its domain's ``max_drift_ms`` of event time ahead of
+  the domain's slowest source partition stops at that record: the rest of its fetched batch is
   held here and the partition paused (in faust and in aiokafka's fetcher); the held
   records are handed over once the slowest has caught up half way, then fetching
   resumes (Flink's watermark alignment). Held in memory rather than sought back and
@@ -220,8 +220,6 @@ class BulkConsumer(PausesChangelogFetches):
     fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
     batch_commit_every: int = BATCH_COMMIT_EVERY
     watermarks: Watermarks | None = None
-    commit_span_ms: int = 0
-    max_drift_ms: int = 0
     #: Metadata of the commit under way, per partition (read by the consumer thread).
     commit_metadata: Mapping[TP, str] = {}
     #: Source partitions paused for alignment, with the records fetched and not handed over.
@@ -238,8 +236,6 @@ class BulkConsumer(PausesChangelogFetches):
         fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS,
         batch_commit_every: int = BATCH_COMMIT_EVERY,
         watermarks: Watermarks | None = None,
-        commit_span_ms: int = 0,
-        max_drift_ms: int = 0,
     ) -> None:
         """``on_caught_up`` is called when a fetch's records are all handled and they
         were everything the broker had: the app sends its outputs then instead of
@@ -247,17 +243,15 @@ class BulkConsumer(PausesChangelogFetches):
         ``writes`` gathers the state tables' writes while records are handed over and
         is written at each yield and before the records are acked
         (:mod:`fraudapp.statewrites`). ``fetch_max_wait_ms``: see
-        :class:`_FetchWaitThread`. ``batch_commit_every``, ``watermarks``,
-        ``commit_span_ms`` and ``max_drift_ms``: see the module docstring and
-        ``_deliver_bulk`` (0 turns the last two off)."""
+        :class:`_FetchWaitThread`. ``batch_commit_every`` and ``watermarks`` (whose
+        domains carry their commit span and drift): see the module docstring and
+        ``_deliver_bulk``."""
         self.handlers = handlers
         self.on_caught_up = on_caught_up
         self.writes = writes
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.batch_commit_every = batch_commit_every
         self.watermarks = watermarks
-        self.commit_span_ms = commit_span_ms
-        self.max_drift_ms = max_drift_ms
         self.held = {}
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
@@ -282,8 +276,10 @@ class BulkConsumer(PausesChangelogFetches):
         """The event time a source partition of ``domain`` may read up to before it
         is held for alignment (None: no bound now)."""
         marks = self.watermarks
-        floor = None if marks is None else marks.align_floor(domain)
-        return None if floor is None else floor + self.max_drift_ms
+        if marks is None:
+            return None
+        floor = marks.align_floor(domain)
+        return None if floor is None else floor + marks.domain(domain).max_drift_ms
 
     def _hold(self, tp: TP, domain: str, records: list[Any]) -> None:
         """Keep ``records`` (the rest of ``tp``'s batch) until its domain catches up,
@@ -309,11 +305,11 @@ class BulkConsumer(PausesChangelogFetches):
             if self.held.get(tp) is not held or not self.flow_active:
                 continue  # dropped meanwhile (a rebalance came during a hand-over)
             clock = None if marks is None else marks.source(tp.topic, tp.partition)
-            if tp not in assigned or clock is None:
+            if tp not in assigned or clock is None or marks is None:
                 self._drop_held([tp])
                 continue
-            floor = None if marks is None else marks.align_floor(held.domain)
-            if ahead(clock, floor, self.max_drift_ms // 2):
+            floor = marks.align_floor(held.domain)
+            if ahead(clock, floor, marks.domain(held.domain).max_drift_ms // 2):
                 continue
             del self.held[tp]
             await self._deliver_bulk(tp, held.records, self.handlers[tp.topic])
@@ -428,7 +424,8 @@ class BulkConsumer(PausesChangelogFetches):
         marks = self.watermarks
         clock = None if marks is None else marks.source(tp.topic, tp.partition)
         domain = None if clock is None or marks is None else marks.domain_of(tp.topic)
-        span_ms, drift_ms = self.commit_span_ms, self.max_drift_ms
+        span_ms = 0 if domain is None else domain.commit_span_ms
+        drift_ms = 0 if domain is None else domain.max_drift_ms
         aligned = bool(drift_ms) and clock is not None and domain is not None
         limit = self._drift_limit(domain.name) if aligned and domain is not None else None
         cut: int | None = None

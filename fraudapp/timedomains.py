@@ -4,18 +4,51 @@ A click crosses the session stage, the ad-network stages in their order, the are
 stage's counts from neighbouring regions and the alert index; an ATM transaction,
 the account stage and the index. Each of those reads its records from an internal
 topic (or inline, when this worker owns the partition it would be sent to), and its
-watermark is a level of its domain (:mod:`fraudapp.watermarks`). Pure: names only.
+watermark is a level of its domain (:mod:`fraudapp.watermarks`). Each domain also
+gets its commit span and alignment drift, from how long its state is kept. Pure:
+names and numbers only.
 """
 
 from __future__ import annotations
 
-from fraudapp.settings import Settings
+from fraudapp.settings import Settings, SettingsError
 from fraudapp.watermarks import Domain
+
+
+def time_bounds(settings: Settings, retention_ms: int) -> tuple[int, int]:
+    """(commit span, max drift) of a domain whose shortest-kept state lives
+    ``retention_ms`` of event time: the settings when set; else the span is three
+    quarters of the retention (a record not committed yet holds state at most that
+    much longer than its rule keeps it) and the drift four spans (the skew between
+    sources then holds at most three retentions' more state). An explicit drift with
+    a derived span caps the span at half the drift, so alignment never holds a
+    partition for records it has yet to commit."""
+    span = settings.commit_span_ms
+    drift = settings.max_drift_ms
+    if span is None:
+        span = max(1, retention_ms * 3 // 4)
+        if drift:
+            span = min(span, max(1, drift // 2))
+    if drift is None:
+        drift = 4 * span
+    if drift and drift <= span:
+        raise SettingsError(
+            f"WATERMARK_MAX_DRIFT_MS={drift} must be 0 or more than the commit span {span}"
+        )
+    return span, drift
+
+
+def _with_index(settings: Settings, retention_ms: int) -> int:
+    """The alert index keeps its entries ``alert_index_retention_ms`` (0: forever)."""
+    index = settings.alert_index_retention_ms
+    return min(retention_ms, index) if index else retention_ms
 
 
 def click_domain(settings: Settings) -> Domain:
     """Clicks: read from ``clicks`` (level 0), then each stage by its topic."""
     topics = settings.topics
+    rule = settings.click_burst
+    span, drift = time_bounds(settings, _with_index(settings, rule.window_ms + rule.lateness_ms))
     return Domain(
         "clicks",
         topics.clicks,
@@ -30,14 +63,20 @@ def click_domain(settings: Settings) -> Domain:
             ("area", topics.stage("area")),
             ("index", settings.alert_index_topic),
         ),
+        commit_span_ms=span,
+        max_drift_ms=drift,
     )
 
 
 def atm_domain(settings: Settings) -> Domain:
     """ATM transactions: read from ``atm-txns``, then the account stage and the index."""
     topics = settings.topics
+    rule = settings.atm
+    span, drift = time_bounds(settings, _with_index(settings, rule.window_ms + rule.lateness_ms))
     return Domain(
         "atm",
         topics.atm_txns,
         (("account", topics.atm_by_account), ("index", settings.alert_index_topic)),
+        commit_span_ms=span,
+        max_drift_ms=drift,
     )

@@ -90,6 +90,12 @@ class Domain:
     name: str
     source: str
     levels: tuple[tuple[str, str], ...]  # (level name, topic), level 1 first
+    #: Event time a source partition may read past its last commit before the worker
+    #: commits (0: by records only), and how far it may run ahead of the domain's
+    #: floor before alignment holds it (0: off). Per domain, as the state they bound
+    #: is kept per domain: 40 s for click bursts, an hour for the ATM rule.
+    commit_span_ms: int = 0
+    max_drift_ms: int = 0
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -450,6 +456,9 @@ class Watermarks:
             if floor is None or value < floor:
                 floor = value
         return floor
+
+    def domain(self, name: str) -> Domain:
+        return self._state[name].domain
 
     def domain_of(self, topic: str) -> Domain | None:
         """The domain whose source topic ``topic`` is."""
