@@ -151,6 +151,20 @@ def metric(worker: WorkerProcess, name: str) -> float | None:
     return sum(float(v) for v in found) if found else None
 
 
+def unsettled(worker: WorkerProcess) -> str:
+    """Why a worker is not done, for an assertion's message: the partitions it has
+    records left on, and its ``/watermarks`` (levels, what they wait on, what is held)."""
+    try:
+        status, text = worker.get("/metrics", timeout=5)
+        series = r"^fraudapp_consumer_lag\{([^}]*)\} (\S+)$"
+        lag = re.findall(series, text, re.M) if status == 200 else []
+        left = [f"{labels} {value}" for labels, value in lag if float(value) > 0]
+        status, marks = worker.get("/watermarks", timeout=5)
+    except OSError as exc:
+        return f"{worker.url}: {exc}"
+    return f"{worker.url}: lag on {left}; /watermarks {status} {marks}"
+
+
 def wait_until_idle(worker: WorkerProcess, timeout: float = 600.0) -> None:
     """No new verdict and no change in lag for a few seconds. (Under exactly-once the
     lag of a transactional topic stays at 1: its end offset is the commit marker.)"""

@@ -26,7 +26,14 @@ from fraudapp.clicks.generate import FARM_CAMPAIGN, arrival_order, generate_clic
 from fraudapp.clicks.oracle import fraudulent_click_ids
 from fraudapp.reference import tables_dir
 from fraudapp.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, as_oracle_row, metric, running, wait_for
+from tests.integration.helpers import (
+    AppSpace,
+    as_oracle_row,
+    metric,
+    running,
+    unsettled,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +125,9 @@ def test_two_workers_share_the_stream_and_survive_a_sigkill(kafka_broker, tmp_pa
         space.produce([(c["session_id"], c) for c in arrived[:half_c]])
         space.produce([(t["account_id"], t) for t in txns[:half_t]], topic="atm")
         judged(space, {c["click_id"] for c in arrived[:half_c]})
-        assert wait_for(lambda: settled([first, second]), timeout=120)
+        assert wait_for(lambda: settled([first, second]), timeout=120), [
+            unsettled(w) for w in (first, second)
+        ]
         time.sleep(4.0)  # past faust's 2.8 s commit interval: offsets are committed
 
         seen_clicks, seen_txns = arrived[:half_c], txns[:half_t]
@@ -151,7 +160,7 @@ def test_two_workers_share_the_stream_and_survive_a_sigkill(kafka_broker, tmp_pa
         space.produce([(c["session_id"], c) for c in arrived[half_c:]])
         space.produce([(t["account_id"], t) for t in txns[half_t:]], topic="atm")
         verdicts = judged(space, {c["click_id"] for c in arrived})
-        assert wait_for(lambda: settled([first]), timeout=120)
+        assert wait_for(lambda: settled([first]), timeout=120), unsettled(first)
         out = space.consume("alerts", "dead", idle_s=4.0)
         # Sessions and accounts of the first half have left their windows by now.
         newest = max(c["timestamp"] for c in clicks)
