@@ -39,8 +39,8 @@ from tests.integration.helpers import AppSpace, as_oracle_row, metric, running, 
 
 pytestmark = pytest.mark.integration
 
-CLICKS = 50_000
-TXNS = 10_000
+CLICKS = 30_000
+TXNS = 6_000
 
 
 def run_with_a_kill(
