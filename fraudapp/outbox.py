@@ -14,7 +14,13 @@ What stays as faust does it:
 - at-least-once: faust flushes its producer before it commits offsets; the outbox
   hooks that flush, so every record queued for an acknowledged event is handed to
   aiokafka, and delivered, before the event's offset is committed. A delivery that
-  fails makes that flush raise, so its offsets are never committed;
+  fails makes that flush raise, so its offsets are never committed (faust then
+  stops the worker, which starts again from its last commit). Whichever way it
+  fails: aiokafka refusing the batch (``send_batch`` raises, e.g. a metadata
+  timeout; the batch stays first in line), or the broker refusing it; and whenever:
+  from a send started by the linger or a full batch, which no commit awaits, or
+  while the flush runs (it waits for every batch's answer, not for the event loop
+  to have run their callbacks);
 - order: one open batch per topic-partition, batches sent in the order they closed,
   so a key's changelog records and a topic's records keep their order;
 - tables: state-table changelogs go through the outbox too and still keep each
@@ -77,6 +83,8 @@ class Outbox:
         self.open: dict[tuple[str, int], _Batch] = {}
         self.ready: list[_Batch] = []
         self.failures: list[BaseException] = []
+        #: Batches handed to aiokafka, by the future of the broker's answer.
+        self.in_flight: dict[asyncio.Future[Any], _Batch] = {}
         self.counts = {"records": 0, "batches": 0}
         self._lock = asyncio.Lock()
         self._partitions: dict[str, int] = {}
@@ -177,7 +185,7 @@ class Outbox:
         batch.builder.close()
         self.ready.append(batch)
         if len(self.ready) == 1:
-            asyncio.ensure_future(self._send_ready())
+            asyncio.ensure_future(self._guarded_send())
 
     def _linger_due(self) -> None:
         self._timer = None
@@ -187,7 +195,14 @@ class Outbox:
     async def _guarded_flush(self) -> None:
         try:
             await self.flush()
-        except Exception:  # noqa: BLE001 - logged; the next commit's flush raises it again
+        except Exception:  # noqa: BLE001 - in ``failures``: the next commit's flush raises it
+            log.exception("outbox: sending a batch failed")
+
+    async def _guarded_send(self) -> None:
+        """``_send_ready`` for a send no commit awaits (a batch filled up)."""
+        try:
+            await self._send_ready()
+        except Exception:  # noqa: BLE001 - in ``failures``: the next commit's flush raises it
             log.exception("outbox: sending a batch failed")
 
     async def _send_ready(self) -> None:
@@ -195,28 +210,49 @@ class Outbox:
             producer = self._producer()
             while self.ready:
                 self.before_send()
-                batch = self.ready.pop(0)
-                future = await producer.send_batch(
-                    batch.builder, batch.topic, partition=batch.partition
-                )
+                batch = self.ready[0]
+                try:
+                    future = await producer.send_batch(
+                        batch.builder, batch.topic, partition=batch.partition
+                    )
+                except Exception as error:
+                    # Not handed over: the batch stays first in line (the next send
+                    # tries it again) and no commit may pass until a flush raised it.
+                    log.error("outbox: %s[%s] not sent: %r", batch.topic, batch.partition, error)
+                    self.failures.append(error)
+                    raise
+                self.ready.pop(0)
                 self.counts["batches"] += 1
-                future.add_done_callback(self._delivered(batch))
+                self.in_flight[future] = batch
+                future.add_done_callback(self._settle)
 
-    def _delivered(self, batch: _Batch) -> Callable[[asyncio.Future[Any]], None]:
-        def done(future: asyncio.Future[Any]) -> None:
-            if future.cancelled():
-                self.failures.append(asyncio.CancelledError())
-                return
-            error = future.exception()
-            if error is not None:
-                log.error("outbox: %s[%s] lost a batch: %r", batch.topic, batch.partition, error)
-                self.failures.append(error)
-                return
-            offset = future.result().offset
-            for callback in batch.on_sent:
-                callback(offset, batch.count)
+    def _settle(self, future: asyncio.Future[Any]) -> None:
+        """A batch's answer: its offsets to the tables, or a failure to the next flush.
+        Once per batch, whether its callback or :meth:`delivered` comes first."""
+        batch = self.in_flight.pop(future, None)
+        if batch is None:
+            return
+        if future.cancelled():
+            self.failures.append(asyncio.CancelledError())
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("outbox: %s[%s] lost a batch: %r", batch.topic, batch.partition, error)
+            self.failures.append(error)
+            return
+        offset = future.result().offset
+        for callback in batch.on_sent:
+            callback(offset, batch.count)
 
-        return done
+    async def delivered(self) -> None:
+        """Wait for the broker's answer to every batch handed over so far and settle
+        them here, not relying on their callbacks having run by the time this returns
+        (aiokafka's futures are shielded; their callbacks come a loop turn later)."""
+        pending = list(self.in_flight)
+        if pending:
+            await asyncio.wait(pending)
+        for future in pending:
+            self._settle(future)
 
     def _producer(self) -> Any:
         if self._aio is None:
@@ -241,9 +277,13 @@ class Outbox:
         original = producer.flush
 
         async def flush() -> None:
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as error:  # noqa: BLE001 - raised below, after faust's flush
+                if error not in self.failures:
+                    self.failures.append(error)
             await original()
-            await asyncio.sleep(0)  # the batches' done callbacks run
+            await self.delivered()
             self.raise_failures()
 
         producer.flush = flush

@@ -8,7 +8,8 @@ relies on it for (see :mod:`fraudapp.outbox`).
 - each delivered batch reports its base offset and size, which tables turn into their
   persisted changelog offset;
 - a batch the broker refuses makes that flush raise, so no offset behind it is
-  committed;
+  committed; so does a batch aiokafka would not take (``send_batch`` raised) in a
+  send no commit awaited, and a refusal that comes after faust's own flush returned;
 - the state tables' gathered writes reach RocksDB before any changelog record that
   follows them is handed to Kafka.
 """
@@ -24,6 +25,7 @@ from typing import Any
 import faust
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from rocksdict import Options, Rdict
 
@@ -134,6 +136,76 @@ async def test_a_refused_batch_makes_the_flush_raise(
         await producing.producer.flush()
     # Raised once: the next flush, with nothing failed since, goes through.
     await producing.producer.flush()
+
+
+async def test_a_batch_aiokafka_would_not_take_is_kept_and_fails_the_next_flush(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    """A send that no commit awaits (the input caught up, so the outbox sends at once)
+    meets ``send_batch`` raising, as on a metadata timeout. The batch must not vanish
+    (sent again by the next send) and the next flush, before a commit, must raise:
+    else that commit covers events whose records never left."""
+    topic = await create_topic(kafka_broker.bootstrap, 1)
+    outbox = producing.outbox
+    aio = outbox._producer()
+    send_batch = aio.send_batch
+    calls: list[str] = []
+
+    async def times_out_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("partition"))
+        if len(calls) == 1:
+            raise KafkaTimeoutError("metadata of the topic not available")
+        return await send_batch(*args, **kwargs)
+
+    aio.send_batch = times_out_once
+    try:
+        outbox.add(topic, 0, b"k", b"kept")
+        outbox.send_soon()
+        await asyncio.sleep(0.3)
+        assert calls[:1] == [0], "the send was not tried"
+        with pytest.raises(ProducerSendError, match="outbox delivery failed"):
+            await producing.producer.flush()
+    finally:
+        aio.send_batch = send_batch
+    records = await read_topic(kafka_broker.bootstrap, topic)
+    assert [r.value for r in records] == [b"kept"]
+    await producing.producer.flush()  # raised once: nothing failed since
+
+
+async def test_a_refusal_answered_after_fausts_flush_still_fails_it(
+    kafka_broker: KafkaBroker, producing: Producing
+) -> None:
+    """The broker's refusal of a batch can reach the outbox after faust's own flush
+    has returned (aiokafka answers through a shielded future, a loop turn or more
+    later): the flush must wait for every batch's answer, not for the callbacks."""
+    topic = await create_topic(kafka_broker.bootstrap, 1, **{"max.message.bytes": "1024"})
+    outbox = producing.outbox
+    aio = outbox._producer()
+    send_batch = aio.send_batch
+    loop = asyncio.get_running_loop()
+
+    async def answered_late(*args: Any, **kwargs: Any) -> Any:
+        answer = await send_batch(*args, **kwargs)
+        late: asyncio.Future[Any] = loop.create_future()
+
+        def relay(done: asyncio.Future[Any]) -> None:
+            error = done.exception()
+            if error is None:
+                loop.call_later(0.3, late.set_result, done.result())
+            else:
+                loop.call_later(0.3, late.set_exception, error)
+
+        answer.add_done_callback(relay)
+        return late
+
+    aio.send_batch = answered_late
+    try:
+        outbox.add(topic, 0, b"key", b"y" * 8_000)
+        with pytest.raises(ProducerSendError, match="outbox delivery failed"):
+            await producing.producer.flush()
+    finally:
+        aio.send_batch = send_batch
+    assert outbox.in_flight == {}
 
 
 async def test_state_reaches_rocksdb_before_its_changelog_leaves(
