@@ -412,11 +412,21 @@ class BulkConsumer(PausesChangelogFetches):
         that was handled (not one cut short by a rebalance or a stop; one cut short by
         alignment is held with the rest of the batch). Returns the last offset
         handled, if any."""
-        await self._commit_if_due(self._commit_every)
-        acks = self.app.topics.acks_enabled_for(tp.topic)
-        r_offset = self._read_offset[tp]
+        # In flight before anything is awaited: a revocation that starts during the
+        # commit below waits for this batch (faust's wait_empty), instead of revoking
+        # the partitions under it.
         in_flight = _InFlight()
         self._unacked_messages.add(in_flight)
+        generation = self.app.consumer_generation_id
+        try:
+            await self._commit_if_due(self._commit_every)
+        except BaseException:
+            in_flight.acked = True
+            self._unacked_messages.discard(in_flight)
+            notify(self._waiting_for_ack)
+            raise
+        acks = self.app.topics.acks_enabled_for(tp.topic)
+        r_offset = self._read_offset[tp]
         handled: list[int] = []
         last: int | None = None
         since_yield = 0
@@ -439,8 +449,8 @@ class BulkConsumer(PausesChangelogFetches):
                     continue  # behind the read offset (after a seek): faust drops it too
                 if acks and r_offset and offset - r_offset > 1:
                     await self._add_gap(tp, r_offset + 1, offset)
-                if not self.flow_active:
-                    break
+                if not self.flow_active or self.app.consumer_generation_id != generation:
+                    break  # a rebalance began: the rest is the next owner's
                 timestamp = record.timestamp
                 event = BulkEvent(
                     BulkMessage(
