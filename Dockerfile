@@ -21,9 +21,9 @@ WORKDIR /src
 # so that editing fraudapp's code does not reinstall them. The stub's build output
 # goes too: COPY keeps the files' old mtimes, and setuptools would keep the stub's
 # newer copies in build/.
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 RUN mkdir fraudapp && touch fraudapp/__init__.py README.md \
-    && /opt/venv/bin/pip install . \
+    && /opt/venv/bin/pip install -c constraints.txt . \
     && /opt/venv/bin/pip uninstall -y fraudapp \
     && rm -rf fraudapp README.md build ./*.egg-info
 COPY README.md ./

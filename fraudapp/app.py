@@ -26,6 +26,7 @@ from fraudapp.httpauth import require_tokens
 from fraudapp.httperrors import application_options
 from fraudapp.outbox import Outbox
 from fraudapp.owned import OwnedPartitions
+from fraudapp.pins import require_pinned
 from fraudapp.settings import Settings, with_faust_flags
 from fraudapp.statetable import StateTable
 from fraudapp.statewrites import StateWrites
@@ -113,6 +114,7 @@ app = FraudApp(
 
 @app.on_worker_init.connect
 def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
+    require_pinned(os.environ)
     require_tokens(settings)
 
 
