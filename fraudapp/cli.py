@@ -45,7 +45,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings()
     bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
-    created = asyncio.run(create_topics(bootstrap, settings))
+    created = asyncio.run(kafkaio.create_topics(bootstrap, settings))
     names = settings.topics.external() + settings.topics.compacted()
     counts = asyncio.run(kafkaio.partition_counts(bootstrap, names))
     for _ in range(20):  # a topic just created can take a moment to show its partitions
@@ -71,16 +71,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
         )
         return 2
     return 0
-
-
-async def create_topics(bootstrap: str, settings: Settings) -> list[str]:
-    """All of fraudapp's input and output topics, reference data ones compacted."""
-    topics = settings.topics
-    created = await kafkaio.ensure_topics(bootstrap, topics.external(), settings.partitions)
-    created += await kafkaio.ensure_topics(
-        bootstrap, topics.compacted(), settings.partitions, compacted=True
-    )
-    return created
 
 
 # -- fraudapp generate ---------------------------------------------------------------------------
@@ -144,7 +134,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             f"{args.file}: record(s) {bad[:10]} have no account_id; nothing loaded", file=sys.stderr
         )
         return 2
-    asyncio.run(create_topics(bootstrap, settings))
+    asyncio.run(kafkaio.create_topics(bootstrap, settings))
     sent = asyncio.run(
         kafkaio.produce_json(
             bootstrap, settings.topics.accounts, [(str(r["account_id"]), r) for r in rows]
@@ -172,7 +162,7 @@ def cmd_block(args: argparse.Namespace) -> int:
             print(f"{entry!r}: {error}", file=sys.stderr)
             return 2
     record = {"blocked": not args.remove, "reason": args.reason}
-    asyncio.run(create_topics(bootstrap, settings))
+    asyncio.run(kafkaio.create_topics(bootstrap, settings))
     sent = asyncio.run(
         kafkaio.produce_json(
             bootstrap, settings.topics.ip_blocklist, [(e, record) for e in args.entries]
@@ -338,7 +328,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         broker.start()
         print(f"  broker   {broker.bootstrap} (pid {broker.pid})", flush=True)
-        created = asyncio.run(create_topics(broker.bootstrap, settings))
+        created = asyncio.run(kafkaio.create_topics(broker.bootstrap, settings))
         print(
             f"  topics   {', '.join(settings.topics.external() + settings.topics.compacted())}"
             f" ({settings.partitions} partitions; created {len(created)})",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
+if TYPE_CHECKING:
+    from fraudapp.settings import Settings
 
 
 def bootstrap_of(broker_url: str) -> str:
@@ -45,6 +48,16 @@ async def ensure_topics(
                 pass
     finally:
         await admin.close()
+    return created
+
+
+async def create_topics(bootstrap: str, settings: Settings) -> list[str]:
+    """All of fraudapp's input and output topics, reference data ones compacted."""
+    topics = settings.topics
+    created = await ensure_topics(bootstrap, topics.external(), settings.partitions)
+    created += await ensure_topics(
+        bootstrap, topics.compacted(), settings.partitions, compacted=True
+    )
     return created
 
 

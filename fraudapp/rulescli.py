@@ -55,11 +55,9 @@ def changes_of(assignments: list[str]) -> dict[str, Any]:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from fraudapp.cli import create_topics
-
     settings = Settings.from_env()
     bootstrap = kafkaio.bootstrap_of(args.broker or settings.broker_url)
-    asyncio.run(create_topics(bootstrap, settings))
+    asyncio.run(kafkaio.create_topics(bootstrap, settings))
     book = asyncio.run(_book(bootstrap, settings))
     if args.action == "list":
         for record in book.records():
