@@ -1,12 +1,12 @@
 """Event-time bookkeeping for one partition: its watermark and which keys may expire.
 
 faust's windowed tables judge expiry by the wall clock, which silently drops windows
-of replayed or delayed data (DESIGN.md). fraudapp keeps plain tables and expires
-keys itself, by the stage's watermark, so a stream stamped in 2018 expires exactly
-like one stamped now. Where that watermark comes from is the caller's business: live,
-a stage's level across partitions and workers (:mod:`fraudapp.watermarks`); in a
-replay or a test, the newest event time of one stream read in order
-(:class:`StreamTime`).
+of replayed or delayed data (README, "Event time and watermarks"). fraudapp keeps
+plain tables and expires keys itself, by the stage's watermark, so a stream stamped
+in 2018 expires exactly like one stamped now. Where that watermark comes from is the
+caller's business: live, a stage's level across partitions and workers
+(:mod:`fraudapp.watermarks`); in a replay or a test, the newest event time of one
+stream read in order (:class:`StreamTime`).
 
 Pure Python: the faust adapter feeds it events and deletes the keys it names.
 """
