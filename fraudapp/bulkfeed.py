@@ -412,19 +412,15 @@ class BulkConsumer(PausesChangelogFetches):
         that was handled (not one cut short by a rebalance or a stop; one cut short by
         alignment is held with the rest of the batch). Returns the last offset
         handled, if any."""
-        # In flight before anything is awaited: a revocation that starts during the
-        # commit below waits for this batch (faust's wait_empty), instead of revoking
-        # the partitions under it.
+        generation = self.app.consumer_generation_id
+        await self._commit_if_due(self._commit_every)
+        if not self.flow_active or self.app.consumer_generation_id != generation:
+            # A rebalance began during that commit, which did not wait for this batch
+            # (not in flight yet: in flight, it would wait for the commit, and the
+            # commit for the rebalance). The records are read again after its seek.
+            return None
         in_flight = _InFlight()
         self._unacked_messages.add(in_flight)
-        generation = self.app.consumer_generation_id
-        try:
-            await self._commit_if_due(self._commit_every)
-        except BaseException:
-            in_flight.acked = True
-            self._unacked_messages.discard(in_flight)
-            notify(self._waiting_for_ack)
-            raise
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
         handled: list[int] = []
