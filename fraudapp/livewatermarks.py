@@ -8,7 +8,10 @@ What is here and why:
   committed offsets' metadata (a commit stores the partition's watermark beside its
   offset; the bulk consumer writes it, :mod:`fraudapp.bulkfeed`), and a marker into
   every internal partition this worker owns, whose reading back retires the
-  channels of its own slots;
+  channels of its own slots; on a partition with nothing unread (committed offset
+  at its end) they are retired at once, as no record of a previous owner of those
+  slots can come (a worker catching up reads the marker back only behind its
+  sources' first fetches, seconds in which the stages expire nothing);
 - a marker with this worker's levels into every internal partition another worker
   owns, as soon as they change (other workers' levels and alignment wait on them),
   and at least once a second so a restarted peer learns them;
@@ -28,7 +31,7 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP, EventT
 
@@ -125,21 +128,46 @@ async def _committed(
     return offsets, marks
 
 
+async def _end_offsets(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafkaio.bootstrap_of(settings.broker_url), enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(t, p) for t, p in tps])
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+
 @app.on_partitions_assigned.connect
 async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
     watermarks.assign(((tp.topic, tp.partition) for tp in assigned or ()), time.monotonic())
+    generation = watermarks.generation
     sources = watermarks.source_partitions()
+    internal = [
+        (topic, partition)
+        for topic in sorted(MARKER_TOPICS)
+        for partition in range(settings.partitions)
+        if watermarks.owns(topic, partition)
+    ]
     for key in list(_positions):
         if key not in watermarks.sources:
             del _positions[key]
-    if sources:
+    if sources or internal:
         try:
-            offsets, marks = await _committed(sources)
+            offsets, marks = await _committed(sources + internal)
+            ends = await _end_offsets(internal) if internal else {}
         except Exception as error:  # noqa: BLE001 - start unknown: lenient, never wrong
             log.warning("could not read committed watermarks: %r", error)
         else:
-            _positions.update(offsets)
+            _positions.update({tp: offsets[tp] for tp in sources if tp in offsets})
             watermarks.restore(marks)
+            if watermarks.generation == generation:
+                for tp in internal:
+                    end = ends.get(tp)
+                    if end is not None and offsets.get(tp, 0) >= end:
+                        watermarks.drained(*tp)
     payload = watermarks.marker().encode()
     for topic in MARKER_TOPICS:
         for partition in range(settings.partitions):

@@ -356,6 +356,15 @@ class Watermarks:
                 self._channels[(topic, partition, slot)] = marker.levels
         self.recompute()
 
+    def drained(self, topic: str, partition: int) -> None:
+        """Nothing was left unread on ``topic``'s ``partition`` when this assignment
+        began: no record of a previous owner of this worker's slots can come there
+        (they stopped sending before the assignment), so those channels retire now,
+        as when this worker's own marker is read back."""
+        for slot in self.slots():
+            self._retired.add((topic, partition, slot))
+        self.recompute()
+
     def marker(self) -> Marker:
         """This worker's marker now."""
         return Marker(

@@ -105,6 +105,23 @@ def test_a_lone_worker_knows_its_levels_once_its_markers_are_read_back() -> None
     assert wm.floor("clicks") == 1_000
 
 
+def test_own_slots_retire_at_once_on_partitions_with_nothing_unread() -> None:
+    """Committed to its end when the assignment began: no earlier record of this
+    worker's slots can come, so the level is known without the marker's round trip;
+    a partition with records left unread still waits for it."""
+    wm = Watermarks([CLICKS, ATM], 2, "me")
+    wm.assign(slots(0, 1), now=0.0)
+    wm.restore({("clicks", 0): 1_000, ("clicks", 1): 2_000})
+    wm.drained("by-session", 0)
+    assert wm.level("clicks", 1) is None  # by-session[1] still has records to read
+    wm.drained("by-session", 1)
+    assert wm.level("clicks", 1) == 1_000
+    assert wm.level("clicks", 2) is None  # by-source not confirmed yet
+    wm.assign(slots(0, 1), now=1.0)  # a new assignment: confirmed again
+    assert wm.level("clicks", 1) == 1_000  # effective values never fall back
+    assert wm.unknown()["clicks"]
+
+
 def test_levels_follow_commits_not_reads() -> None:
     wm = Watermarks([CLICKS], 1, "me")
     wm.assign([("clicks", 0), ("by-session", 0), ("by-source", 0)], now=0.0)
