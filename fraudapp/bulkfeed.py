@@ -412,17 +412,11 @@ class BulkConsumer(PausesChangelogFetches):
         that was handled (not one cut short by a rebalance or a stop; one cut short by
         alignment is held with the rest of the batch). Returns the last offset
         handled, if any."""
-        generation = self.app.consumer_generation_id
         await self._commit_if_due(self._commit_every)
-        if not self.flow_active or self.app.consumer_generation_id != generation:
-            # A rebalance began during that commit, which did not wait for this batch
-            # (not in flight yet: in flight, it would wait for the commit, and the
-            # commit for the rebalance). The records are read again after its seek.
-            return None
-        in_flight = _InFlight()
-        self._unacked_messages.add(in_flight)
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
+        in_flight = _InFlight()
+        self._unacked_messages.add(in_flight)
         handled: list[int] = []
         last: int | None = None
         since_yield = 0
@@ -445,8 +439,8 @@ class BulkConsumer(PausesChangelogFetches):
                     continue  # behind the read offset (after a seek): faust drops it too
                 if acks and r_offset and offset - r_offset > 1:
                     await self._add_gap(tp, r_offset + 1, offset)
-                if not self.flow_active or self.app.consumer_generation_id != generation:
-                    break  # a rebalance began: the rest is the next owner's
+                if not self.flow_active:
+                    break
                 timestamp = record.timestamp
                 event = BulkEvent(
                     BulkMessage(
