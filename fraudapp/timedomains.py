@@ -38,18 +38,24 @@ def time_bounds(settings: Settings, retention_ms: int) -> tuple[int, int]:
     return span, drift
 
 
-def _with_index(settings: Settings, retention_ms: int) -> int:
-    """The alert index keeps its entries ``alert_index_retention_ms`` (0: forever)."""
+def _domain(
+    settings: Settings, name: str, source: str, levels: tuple[tuple[str, str], ...], kept_ms: int
+) -> Domain:
+    """A domain whose shortest-kept rule state lives ``kept_ms`` (window + lateness);
+    the alert index, its last level, keeps entries ``alert_index_retention_ms`` (0:
+    forever), the shorter of the two bounding the commit span and the drift."""
     index = settings.alert_index_retention_ms
-    return min(retention_ms, index) if index else retention_ms
+    span, drift = time_bounds(settings, min(kept_ms, index) if index else kept_ms)
+    levels = (*levels, ("index", settings.alert_index_topic))
+    return Domain(name, source, levels, commit_span_ms=span, max_drift_ms=drift)
 
 
 def click_domain(settings: Settings) -> Domain:
     """Clicks: read from ``clicks`` (level 0), then each stage by its topic."""
     topics = settings.topics
     rule = settings.click_burst
-    span, drift = time_bounds(settings, _with_index(settings, rule.window_ms + rule.lateness_ms))
-    return Domain(
+    return _domain(
+        settings,
         "clicks",
         topics.clicks,
         (
@@ -61,22 +67,18 @@ def click_domain(settings: Settings) -> Domain:
             # stage judges by the first (so no worker's level waits on its own).
             ("area_in", topics.stage("area")),
             ("area", topics.stage("area")),
-            ("index", settings.alert_index_topic),
         ),
-        commit_span_ms=span,
-        max_drift_ms=drift,
+        rule.window_ms + rule.lateness_ms,
     )
 
 
 def atm_domain(settings: Settings) -> Domain:
     """ATM transactions: read from ``atm-txns``, then the account stage and the index."""
-    topics = settings.topics
     rule = settings.atm
-    span, drift = time_bounds(settings, _with_index(settings, rule.window_ms + rule.lateness_ms))
-    return Domain(
+    return _domain(
+        settings,
         "atm",
-        topics.atm_txns,
-        (("account", topics.atm_by_account), ("index", settings.alert_index_topic)),
-        commit_span_ms=span,
-        max_drift_ms=drift,
+        settings.topics.atm_txns,
+        (("account", settings.topics.atm_by_account),),
+        rule.window_ms + rule.lateness_ms,
     )
