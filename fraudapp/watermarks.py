@@ -115,7 +115,7 @@ class SourceClock:
     committed), with where ``seen`` rose since the last commit, so a commit of any
     offset knows the newest event time below it."""
 
-    __slots__ = ("seen", "safe", "_marks", "first", "last_record")
+    __slots__ = ("seen", "safe", "_marks", "first", "last_record", "committed_at")
 
     def __init__(self, now: float = 0.0) -> None:
         self.seen: int | None = None
@@ -125,6 +125,8 @@ class SourceClock:
         self.first: int | None = None
         #: When a record was last read (monotonic s): idleness.
         self.last_record = now
+        #: The highest offset committed as far as this clock knows (``committed``).
+        self.committed_at: int | None = None
 
     def observe(self, timestamp: int, offset: int) -> int | None:
         """A record at ``offset`` with event time ``timestamp`` was read; returns the
@@ -148,16 +150,25 @@ class SourceClock:
         return before
 
     def seen_below(self, next_offset: int) -> int | None:
-        """The newest event time among records before ``next_offset`` (None: unknown)."""
+        """The newest event time among records before ``next_offset`` (None: unknown).
+        Below the committed point the marks were let go: unknown there, not ``safe``
+        (the newest of all), or records read again from an older commit than this
+        clock saw (the group's offsets went back) would all be judged late."""
         marks = self._marks
         at = bisect_right(marks, (next_offset - 1, float("inf"))) - 1
-        return marks[at][1] if at >= 0 else self.safe
+        if at >= 0:
+            return marks[at][1]
+        if self.committed_at is not None and next_offset < self.committed_at:
+            return None
+        return self.safe
 
     def committed(self, next_offset: int) -> None:
         """Offsets before ``next_offset`` are committed: ``safe`` moves with them."""
         value = self.seen_below(next_offset)
         if value is not None and (self.safe is None or value > self.safe):
             self.safe = value
+        if self.committed_at is None or next_offset > self.committed_at:
+            self.committed_at = next_offset
         marks = self._marks
         at = bisect_right(marks, (next_offset - 1, float("inf"))) - 1
         if at > 0:

@@ -77,6 +77,20 @@ def test_a_record_read_again_is_judged_as_the_first_time() -> None:
     assert clock.observe(50, 4) == 45  # and reading on in order is the fast path
 
 
+def test_a_record_read_again_from_below_the_last_commit_is_not_judged_by_the_newest() -> None:
+    """The group's offsets can go back below what this clock saw committed (a broker
+    restarted from its log, a commit lost in a rebalance): the records read again
+    there have no known reference, rather than the newest time of all."""
+    clock = SourceClock()
+    for offset, t in enumerate((10, 20, 30, 40, 50)):
+        clock.observe(t, offset)
+    clock.committed(5)
+    assert clock.safe == 50
+    assert clock.observe(12, offset=2) is None  # not refused against 50
+    assert clock.observe(31, offset=3) == 12
+    assert clock.observe(55, offset=5) == 31
+
+
 def test_a_restored_source_starts_where_its_commit_left_it() -> None:
     clock = SourceClock()
     clock.restore(500)
