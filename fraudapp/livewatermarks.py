@@ -154,7 +154,6 @@ async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None
     for key in list(_positions):
         if key not in watermarks.sources:
             del _positions[key]
-    drained: set[tuple[str, int]] = set()
     if sources or internal:
         try:
             offsets, marks = await _committed(sources + internal)
@@ -169,14 +168,11 @@ async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None
                     end = ends.get(tp)
                     if end is not None and offsets.get(tp, 0) >= end:
                         watermarks.drained(*tp)
-                        drained.add(tp)
-    # A marker to read back where something is left unread (not where the channels
-    # retired already: it would only leave the partition unread at the next
-    # assignment, as faust's start makes two in a row).
     payload = watermarks.marker().encode()
-    for tp in internal:
-        if tp not in drained and watermarks.generation == generation:
-            _send_marker(*tp, payload)
+    for topic in MARKER_TOPICS:
+        for partition in range(settings.partitions):
+            if watermarks.owns(topic, partition):
+                _send_marker(topic, partition, payload)
     _last_sent.clear()
     log.info("watermarks after assignment: %s", watermarks.describe())
 
