@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,7 +165,7 @@ class Outbox:
         """Send what is queued now rather than at the linger's end: when the input is
         caught up, no more records are coming to fill the batches."""
         if self.open or self.ready:
-            asyncio.ensure_future(self._guarded_flush())
+            asyncio.ensure_future(self._guarded(self.flush))
 
     def raise_failures(self) -> None:
         """Raise the first failed delivery since the last call: nothing behind it may
@@ -185,24 +185,19 @@ class Outbox:
         batch.builder.close()
         self.ready.append(batch)
         if len(self.ready) == 1:
-            asyncio.ensure_future(self._guarded_send())
+            asyncio.ensure_future(self._guarded(self._send_ready))
 
     def _linger_due(self) -> None:
         self._timer = None
         if self.open or self.ready:
-            asyncio.ensure_future(self._guarded_flush())
+            asyncio.ensure_future(self._guarded(self.flush))
 
-    async def _guarded_flush(self) -> None:
+    async def _guarded(self, send: Callable[[], Awaitable[None]]) -> None:
+        """``send`` (a flush, or the ready batches) started where no commit awaits it:
+        a failure is in ``failures``, and the next commit's flush raises it."""
         try:
-            await self.flush()
-        except Exception:  # noqa: BLE001 - in ``failures``: the next commit's flush raises it
-            log.exception("outbox: sending a batch failed")
-
-    async def _guarded_send(self) -> None:
-        """``_send_ready`` for a send no commit awaits (a batch filled up)."""
-        try:
-            await self._send_ready()
-        except Exception:  # noqa: BLE001 - in ``failures``: the next commit's flush raises it
+            await send()
+        except Exception:  # noqa: BLE001 - logged here, raised by the next flush
             log.exception("outbox: sending a batch failed")
 
     async def _send_ready(self) -> None:
