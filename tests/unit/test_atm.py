@@ -12,9 +12,9 @@ from fraudapp.atm.detect import TravelRule, pairs_in
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.models import Txn, txn_from_dict
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.atm.processor import atm_partition
 from fraudapp.badinput import BadInput
 from fraudapp.geo import geo_distance_km, java_double_str
+from fraudapp.keyed import KeyedPartition
 
 RULE = TravelRule()
 T0 = 1_538_758_568_000  # 2018-10-05 16:56:08 UTC, the blog's first ROWTIME
@@ -64,7 +64,7 @@ def txn(tid: str, ts: int, lat: float = 53.8, lon: float = -1.5, account: str = 
 
 
 def run(txns: list[Txn], rule: TravelRule = RULE) -> list[tuple[str, str]]:
-    processor = atm_partition(rule, {})
+    processor = KeyedPartition(rule, {})
     found = []
     for t in txns:
         result = processor.process(t).result
@@ -75,7 +75,7 @@ def run(txns: list[Txn], rule: TravelRule = RULE) -> list[tuple[str, str]]:
 
 
 def test_the_seeds_example_gives_one_alert_with_its_figures() -> None:
-    processor = atm_partition(RULE, {})
+    processor = KeyedPartition(RULE, {})
     pairs = []
     for record, rowtime in zip(BLOG, BLOG_ROWTIMES, strict=True):
         pairs.extend(processor.process(txn_from_dict(record, rowtime)).result.pairs)
@@ -136,7 +136,7 @@ def test_other_accounts_do_not_pair() -> None:
 
 def test_too_late_is_refused_and_quiet_accounts_expire() -> None:
     store: dict[bytes, bytes] = {}
-    processor = atm_partition(RULE, store)
+    processor = KeyedPartition(RULE, store)
     processor.process(txn("old", 0, account="quiet"))
     processor.process(txn("now", 10 * 3_600_000))
     assert processor.process(txn("late", 10 * 3_600_000 - RULE.lateness_ms - 1)).late
@@ -145,7 +145,7 @@ def test_too_late_is_refused_and_quiet_accounts_expire() -> None:
 
 
 def test_pairs_in_state_match_the_alerts() -> None:
-    processor = atm_partition(RULE, {})
+    processor = KeyedPartition(RULE, {})
     alerts = []
     for t in (txn("a", 0, lat=51.0), txn("b", 60_000, lat=52.0), txn("c", 61_000, lat=52.0)):
         alerts.extend(processor.process(t).result.pairs)
@@ -265,7 +265,7 @@ def test_generated_stream_matches_the_oracle_in_any_order(seed: int) -> None:
     rng = random.Random(seed)
     shuffled = txns[:]
     rng.shuffle(shuffled)  # far beyond the generator's own disorder, within lateness
-    processor = atm_partition(TravelRule(lateness_ms=10**9), {})
+    processor = KeyedPartition(TravelRule(lateness_ms=10**9), {})
     found = {}
     for t in shuffled:
         for pair in processor.process(t).result.pairs:

@@ -10,7 +10,7 @@ from fraudapp.clicks.detect import BurstRule, prune, step
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.models import Click, click_from_dict
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.clicks.processor import click_partition
+from fraudapp.keyed import KeyedPartition
 
 RULE = BurstRule()
 T0 = 1_767_225_600_000
@@ -22,7 +22,7 @@ def click(click_id: str, ts: int, session: str = "s", url: str = "u") -> Click:
 
 def run(clicks: list[Click], rule: BurstRule = RULE) -> tuple[set[str], dict[str, bool]]:
     """Feed clicks in the given order through one partition; alerts and verdicts."""
-    processor = click_partition(rule, {})
+    processor = KeyedPartition(rule, {})
     alerted: list[str] = []
     verdicts: dict[str, bool] = {}
     for c in clicks:
@@ -59,7 +59,7 @@ class TestWindowBoundaries:
         assert run(clicks)[0] == set()
 
     def test_evidence(self) -> None:
-        processor = click_partition(RULE, {})
+        processor = KeyedPartition(RULE, {})
         for c in (click("a", 0), click("b", 4_000)):
             processor.process(c)
         (finding,) = processor.process(click("c", 10_000)).result.findings
@@ -100,7 +100,7 @@ class TestArrivalOrder:
     def test_redelivered_click_counts_once_and_keeps_its_verdict(self) -> None:
         clicks = [click("a", 0), click("a", 0), click("b", 1), click("b", 1)]
         assert run(clicks)[0] == set()
-        processor = click_partition(RULE, {})
+        processor = KeyedPartition(RULE, {})
         for c in (click("a", 0), click("b", 1), click("c", 2)):
             processor.process(c)
         again = processor.process(click("c", 2)).result
@@ -109,14 +109,14 @@ class TestArrivalOrder:
 
 class TestLatenessAndExpiry:
     def test_too_late_click_is_refused(self) -> None:
-        processor = click_partition(RULE, {})
+        processor = KeyedPartition(RULE, {})
         processor.process(click("a", 100_000))
         assert processor.process(click("b", 100_000 - RULE.lateness_ms)).late is False
         assert processor.process(click("c", 100_000 - RULE.lateness_ms - 1)).late is True
 
     def test_quiet_sessions_are_deleted_in_event_time(self) -> None:
         store: dict[bytes, bytes] = {}
-        processor = click_partition(RULE, store)
+        processor = KeyedPartition(RULE, store)
         for i in range(50):
             processor.process(click(f"q{i}", i, session=f"quiet-{i}"))
         assert len(store) == 50
@@ -137,10 +137,10 @@ class TestLatenessAndExpiry:
         Its watermark is not taken from the state: the state may hold records handled
         after the last commit, which are read again and would be found late."""
         store: dict[bytes, bytes] = {}
-        first = click_partition(RULE, store)
+        first = KeyedPartition(RULE, store)
         first.process(click("a", 0))
         first.process(click("b", 1_000))
-        second = click_partition(RULE, store, seed=list(store.items()))
+        second = KeyedPartition(RULE, store, seed=list(store.items()))
         assert second.watermark is None and len(second.clock) == 1
         assert [f.click_id for f in second.process(click("c", 2_000)).result.findings] == ["c"]
 
@@ -151,7 +151,7 @@ def test_generated_stream_matches_oracle_in_any_arrival_order(seed: int) -> None
     expected = fraudulent_click_ids(raw)
     assert len(expected) > 100  # the stream has fraud worth finding
     arrived = arrival_order(raw, max_delay_ms=RULE.lateness_ms, seed=seed)
-    partitions = [click_partition(RULE, {}) for _ in range(4)]
+    partitions = [KeyedPartition(RULE, {}) for _ in range(4)]
     alerts: list[str] = []
     for item in arrived:
         c = click_from_dict(item)

@@ -7,7 +7,7 @@ import pytest
 
 from fraudapp.clicks.detect import BurstRule
 from fraudapp.clicks.models import Click
-from fraudapp.clicks.processor import click_partition
+from fraudapp.keyed import KeyedPartition
 from fraudapp.reference import tables_dir
 from fraudapp.rulebook import SCHEMAS, RuleBook, RuleError, decode, defaults, load_rules
 from fraudapp.rulescli import changes_of
@@ -143,7 +143,7 @@ def click(click_id: str, ts: int) -> Click:
 
 
 def test_a_new_threshold_applies_from_the_next_event_on_kept_state() -> None:
-    processor = click_partition(BurstRule(threshold=3), {})
+    processor = KeyedPartition(BurstRule(threshold=3), {})
     for i in range(3):
         assert processor.process(click(f"a{i}", i)).result.fraud is (i == 2)
     processor.set_rule(BurstRule(threshold=5, version=2))
@@ -155,7 +155,7 @@ def test_a_new_threshold_applies_from_the_next_event_on_kept_state() -> None:
 
 
 def test_a_shorter_window_reads_less_of_the_state_and_a_longer_one_keeps_more() -> None:
-    processor = click_partition(BurstRule(threshold=3, window_ms=10_000), {})
+    processor = KeyedPartition(BurstRule(threshold=3, window_ms=10_000), {})
     for i, ts in enumerate((0, 4_000)):
         processor.process(click(f"a{i}", ts))
     processor.set_rule(BurstRule(threshold=3, window_ms=2_000, version=2))
