@@ -31,8 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.throughput import CLICK_RULE_ONLY  # noqa: E402
-from fraudapp.brokers import KafkaBroker  # noqa: E402
-from fraudapp.workerproc import WorkerProcess  # noqa: E402
+from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.workerproc import WorkerProcess  # noqa: E402
 from tests.integration.helpers import AppSpace, running  # noqa: E402
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results import write_section  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
-from fraudapp.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from tests.integration.helpers import AppSpace, running, wait_until_idle  # noqa: E402
 

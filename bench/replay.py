@@ -31,10 +31,10 @@ from bench.results import write_section  # noqa: E402
 from fraudapp.adnet import oracle  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from fraudapp.clicks.oracle import fraudulent_click_ids  # noqa: E402
-from fraudapp.reference import tables_dir  # noqa: E402
+from fraudapp.core.reference import tables_dir  # noqa: E402
+from fraudapp.core.rulebook import defaults  # noqa: E402
+from fraudapp.core.settings import Settings  # noqa: E402
 from fraudapp.replay import Backtest, Outcome, run  # noqa: E402
-from fraudapp.rulebook import defaults  # noqa: E402
-from fraudapp.settings import Settings  # noqa: E402
 
 CHUNK = 100_000
 #: Event time between one chunk's last click and the next one's first: past every

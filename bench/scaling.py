@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cpuuse import CpuMeter  # noqa: E402
 from bench.results import rate_table, write_section  # noqa: E402
 from bench.throughput import bare_consumer, run_clicks  # noqa: E402
-from fraudapp.brokers import KAFKA_VERSION, KafkaBroker  # noqa: E402
+from fraudapp.cli.brokers import KAFKA_VERSION, KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from tests.integration.helpers import AppSpace  # noqa: E402
 

@@ -51,10 +51,10 @@ from aiokafka import AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fraudapp.atm.generate import txn_stream  # noqa: E402
-from fraudapp.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.workerproc import WorkerProcess  # noqa: E402
 from fraudapp.clicks.generate import live_clicks  # noqa: E402
-from fraudapp.storage import RocksDBBudget  # noqa: E402
-from fraudapp.workerproc import WorkerProcess  # noqa: E402
+from fraudapp.core.settings import RocksDBBudget  # noqa: E402
 from tests.integration.helpers import AppSpace, running  # noqa: E402
 
 #: 2026-01-01T00:00:00Z, where synthetic event time starts.

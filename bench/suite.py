@@ -41,11 +41,11 @@ from bench.peers.launch import (  # noqa: E402
 )
 from bench.results import write_section  # noqa: E402
 from bench.throughput import bare_consumer, run_atm, run_clicks  # noqa: E402
-from fraudapp import kafkaio  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
-from fraudapp.brokers import KAFKA_VERSION, EmbeddedBroker, make_broker  # noqa: E402
+from fraudapp.cli.brokers import KAFKA_VERSION, EmbeddedBroker, make_broker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from fraudapp.clicks.oracle import fraudulent_click_ids  # noqa: E402
+from fraudapp.engine import kafkaio  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"

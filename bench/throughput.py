@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.cpuuse import CpuMeter  # noqa: E402
 from bench.results import rate_table, write_section  # noqa: E402
-from fraudapp import kafkaio  # noqa: E402
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids  # noqa: E402
 from fraudapp.atm.generate import generate_txns  # noqa: E402
 from fraudapp.atm.oracle import expected_pairs  # noqa: E402
-from fraudapp.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 from fraudapp.clicks.oracle import fraudulent_click_ids  # noqa: E402
-from fraudapp.timeparse import parse_event_time  # noqa: E402
+from fraudapp.core.timeparse import parse_event_time  # noqa: E402
+from fraudapp.engine import kafkaio  # noqa: E402
 from tests.integration.helpers import AppSpace, running  # noqa: E402
 
 
@@ -283,14 +283,14 @@ Every worker run's alerts were compared with the brute-force oracles (with all
 checks on: click bursts, stacked ads and the rate limit, which are exact).
 
 Reading: the worker's consumer hands each fetched partition's records to the
-handlers directly (`FRAUDAPP_DELIVERY=bulk`, `fraudapp/bulkfeed.py`), below faust's
+handlers directly (`FRAUDAPP_DELIVERY=bulk`, `fraudapp/engine/bulkfeed.py`), below faust's
 per-event stream path (about 14 000 events/s at most on this machine,
 `bench/wall.py`), and acks them through faust's consumer. Per click it does one
 RocksDB read and write, one changelog record and one or two output records; those
-records leave through the outbox (`fraudapp/outbox.py`) as aiokafka batches. With
+records leave through the outbox (`fraudapp/engine/outbox.py`) as aiokafka batches. With
 all click checks a click crosses up to four stages (session, source, campaign,
 area), each keyed differently: a stage whose partition of the key this worker owns
-runs inline (`fraudapp/owned.py`; a lone worker owns them all), any other goes
+runs inline (`fraudapp/engine/owned.py`; a lone worker owns them all), any other goes
 through the stage's topic to the worker that does. The difference to the click rule
 alone is the checks' own work ("What stands in the way" has the profile).
 """

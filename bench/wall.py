@@ -28,7 +28,7 @@ from bench.peers.launch import run_peer  # noqa: E402
 from bench.results import write_section  # noqa: E402
 from bench.suite import MAIN_PYTHON, clicks_for, produce  # noqa: E402
 from bench.throughput import bare_consumer  # noqa: E402
-from fraudapp.brokers import KafkaBroker  # noqa: E402
+from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
 
 PEERS = Path(__file__).with_name("peers")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from fraudapp.cli import main
+from fraudapp.cli.main import main
 
 sys.exit(main())

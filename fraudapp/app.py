@@ -5,13 +5,14 @@ Start a worker the faust way::
     faust -A fraudapp.app worker -l info
 
 Broker, web port and data directory come from the environment (see
-:mod:`fraudapp.settings` and the README); the web server binds to 127.0.0.1 unless
+:mod:`fraudapp.core.settings` and the README); the web server binds to 127.0.0.1 unless
 ``WEB_BIND`` says otherwise, because faust's own default is every interface.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -20,19 +21,20 @@ import uuid
 import faust
 import mode.loop
 
-from fraudapp import heap
-from fraudapp.bulkfeed import BulkConsumer, Handler
-from fraudapp.httpauth import require_tokens
-from fraudapp.httperrors import application_options
-from fraudapp.outbox import Outbox
-from fraudapp.owned import OwnedPartitions
-from fraudapp.pins import require_pinned
-from fraudapp.settings import Settings, with_faust_flags
-from fraudapp.statetable import StateTable
-from fraudapp.statewrites import StateWrites
-from fraudapp.storage import bound_info_logs
-from fraudapp.timedomains import atm_domain, click_domain
-from fraudapp.watermarks import Watermarks
+from fraudapp.core.settings import Settings, with_faust_flags
+from fraudapp.core.timedomains import atm_domain, click_domain
+from fraudapp.core.watermarks import Watermarks
+from fraudapp.engine import heap
+from fraudapp.engine.faustapp import FeedOptions, FraudApp
+from fraudapp.engine.httpauth import require_tokens
+from fraudapp.engine.httperrors import application_options
+from fraudapp.engine.invariants import require_invariants
+from fraudapp.engine.outbox import Outbox
+from fraudapp.engine.owned import OwnedPartitions
+from fraudapp.engine.pins import require_pinned
+from fraudapp.engine.statetable import StateTable
+from fraudapp.engine.statewrites import StateWrites
+from fraudapp.engine.storage import bound_info_logs
 
 
 def use_event_loop(name: str) -> None:
@@ -50,38 +52,27 @@ def use_event_loop(name: str) -> None:
         mode.loop.use("uvloop")
 
 
-class FraudApp(faust.App):
-    """faust's app with fraudapp's consumer: records of topics with a bulk handler go
-    to it straight from the consumer's fetches (:mod:`fraudapp.bulkfeed`)."""
-
-    bulk_handlers: dict[str, Handler]
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.bulk_handlers = {}
-
-    def _new_consumer(self) -> faust.types.ConsumerT:
-        transport = self.transport
-        if not issubclass(BulkConsumer, transport.Consumer):  # not aiokafka: faust's own
-            return super()._new_consumer()
-        consumer = BulkConsumer(
-            transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=transport.loop,
-        )
-        consumer.use(
-            self.bulk_handlers,
-            on_caught_up=outbox.send_soon,
-            writes=state_writes,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
-            batch_commit_every=settings.commit_every,
-            watermarks=watermarks,
-        )
-        return consumer
-
+#: The modules that register agents, tasks, tables and views on the app, in the order
+#: faust's autodiscovery imports them (``faust -A fraudapp.app worker`` and
+#: ``app.main()`` call :meth:`faust.App.discover`; in-process users such as the tests
+#: call :func:`load_modules`). They import this module; this module never imports
+#: them, so any of them, or any module they use, can be imported first.
+MODULES = (
+    "fraudapp.live.livewatermarks",
+    "fraudapp.live.notify",
+    "fraudapp.web",
+    "fraudapp.adnet.agents",
+    "fraudapp.web.adnet_view",
+    "fraudapp.atm.agents",
+    "fraudapp.web.atm_view",
+    "fraudapp.clicks.agents",
+    "fraudapp.web.clicks_view",
+    "fraudapp.web.alerts_view",
+    "fraudapp.web.dashboard",
+    "fraudapp.web.metrics_view",
+    "fraudapp.web.rules_view",
+    "fraudapp.web.watermarks_view",
+)
 
 settings = Settings.from_env(with_faust_flags(os.environ, sys.argv))
 bound_info_logs()
@@ -109,33 +100,45 @@ app = FraudApp(
     producer_linger_ms=settings.producer_linger_ms,
     producer_max_batch_size=settings.producer_batch_kb * 1024,
     web_application_options=application_options(settings),
+    autodiscover=list(MODULES),
 )
 
 
 @app.on_worker_init.connect
 def _refuse_an_open_api(sender: object = None, **kwargs: object) -> None:
     require_pinned(os.environ)
+    require_invariants(app.conf)
     require_tokens(settings)
 
 
 #: Every record a worker produces for an event, changelogs included, leaves through
-#: here in batches (:mod:`fraudapp.outbox` says why and what it keeps).
+#: here in batches (:mod:`fraudapp.engine.outbox` says why and what it keeps).
 outbox = Outbox(lambda: app.producer, settings.producer_linger_ms / 1000.0)
 #: The state tables' writes while the bulk feed hands records over, written in one
-#: go per database, always before the outbox sends (:mod:`fraudapp.statewrites`).
+#: go per database, always before the outbox sends (:mod:`fraudapp.engine.statewrites`).
 state_writes = StateWrites()
 outbox.before_send = state_writes.flush
 
 
 #: This worker's event time: its source partitions' watermarks and every stage's
-#: (:mod:`fraudapp.watermarks` says why; :mod:`fraudapp.livewatermarks` wires it).
+#: (:mod:`fraudapp.core.watermarks` says why; :mod:`fraudapp.live.livewatermarks` wires it).
 watermarks = Watermarks(
     [click_domain(settings), atm_domain(settings)], settings.partitions, uuid.uuid4().hex[:12]
 )
 
+#: The bulk consumer's settings (:mod:`fraudapp.engine.faustapp`): read when faust
+#: first builds the consumer, after this module has run.
+app.feed = FeedOptions(
+    on_caught_up=outbox.send_soon,
+    writes=state_writes,
+    fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    batch_commit_every=settings.commit_every,
+    watermarks=watermarks,
+)
+
 #: Which topic partitions this worker owns: work keyed to one of them (a click's later
 #: stage, an alert's index entry) runs inline instead of through its topic
-#: (:mod:`fraudapp.owned` says why).
+#: (:mod:`fraudapp.engine.owned` says why).
 owned = OwnedPartitions()
 app.on_partitions_assigned.connect(owned.on_assigned)
 app.on_partitions_revoked.connect(owned.on_revoked)
@@ -143,7 +146,7 @@ app.on_partitions_revoked.connect(owned.on_revoked)
 
 def state_table(name: str) -> faust.Table:
     """A table of raw bytes keyed like the topics (raw UTF-8), partitioned like them,
-    on RocksDB with fraudapp's memory budget (:mod:`fraudapp.storage`), its changelog
+    on RocksDB with fraudapp's memory budget (:mod:`fraudapp.engine.storage`), its changelog
     sent through the outbox."""
     table = StateTable(
         app,
@@ -215,7 +218,7 @@ if settings.heap_trim_interval_s > 0 and heap.available():
 
     @app.timer(interval=settings.heap_trim_interval_s)
     async def give_back_free_heap() -> None:
-        """Free C heap back to the system (:mod:`fraudapp.heap` says why)."""
+        """Free C heap back to the system (:mod:`fraudapp.engine.heap` says why)."""
         heap.give_back()
 
 
@@ -224,18 +227,9 @@ def main() -> None:
     app.main()
 
 
-# Domain modules register their agents, tables and views on import.
-from fraudapp import livewatermarks as _livewatermarks  # noqa: E402,F401
-from fraudapp import notify as _notify  # noqa: E402,F401
-from fraudapp import web as _web  # noqa: E402,F401
-from fraudapp.adnet import agents as _adnet_agents  # noqa: E402,F401
-from fraudapp.adnet import views as _adnet_views  # noqa: E402,F401
-from fraudapp.atm import agents as _atm_agents  # noqa: E402,F401
-from fraudapp.atm import views as _atm_views  # noqa: E402,F401
-from fraudapp.clicks import agents as _click_agents  # noqa: E402,F401
-from fraudapp.clicks import views as _click_views  # noqa: E402,F401
-from fraudapp.web import alerts_view as _alerts_view  # noqa: E402,F401
-from fraudapp.web import dashboard as _dashboard  # noqa: E402,F401
-from fraudapp.web import metrics_view as _metrics_view  # noqa: E402,F401
-from fraudapp.web import rules_view as _rules_view  # noqa: E402,F401
-from fraudapp.web import watermarks_view as _watermarks_view  # noqa: E402,F401
+def load_modules() -> None:
+    """Import :data:`MODULES` (their agents, tables and views register on :data:`app`)
+    outside faust's command line, which discovers them itself. Importing them one by
+    one is enough: faust's scan only looks for decorators the import already ran."""
+    for name in MODULES:
+        importlib.import_module(name)

@@ -41,15 +41,15 @@ from fraudapp.adnet.stages import AreaPartition, CampaignPartition
 from fraudapp.atm.detect import RULE_NAME as ATM
 from fraudapp.atm.detect import TravelRule, customer_evidence, travel_alert
 from fraudapp.atm.models import decode_txn
-from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME as BURST
 from fraudapp.clicks.detect import BurstRule, burst_alert
 from fraudapp.clicks.models import decode_click
-from fraudapp.eventtime import StreamTime
-from fraudapp.keyed import KeyedPartition
-from fraudapp.partitioning import partition_for
-from fraudapp.rulebook import RuleBook, RuleRecord
-from fraudapp.settings import Settings
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.eventtime import StreamTime
+from fraudapp.core.keyed import KeyedPartition
+from fraudapp.core.partitioning import partition_for
+from fraudapp.core.rulebook import RuleBook, RuleRecord
+from fraudapp.core.settings import Settings
 
 BLOCKLIST = "ip_blocklist"
 

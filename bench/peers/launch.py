@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from fraudapp import procs  # noqa: E402
+from fraudapp.cli import procs  # noqa: E402
 
 PEERS_VENV = ROOT / "bench" / ".venv-peers"
 #: What each framework peer needs; bounded to the major versions the peers are written for.

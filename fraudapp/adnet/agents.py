@@ -27,7 +27,6 @@ from typing import Any, Generic, TypeVar
 import orjson
 from faust.types import EventT
 
-from fraudapp import liverules, livewatermarks, metrics
 from fraudapp.adnet.alerting import (
     HEAVY,
     LOCATION,
@@ -53,16 +52,18 @@ from fraudapp.app import (
     settings,
     state_table,
 )
-from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import Click
-from fraudapp.globaltable import TopicGlobalTable, reference_table
-from fraudapp.keyed import KeyedPartition
-from fraudapp.outputs import raised_by, send_alert, send_dead_letter, send_json
-from fraudapp.partitioning import partition_for
-from fraudapp.recordagent import record_agent
-from fraudapp.reference import tables_dir
-from fraudapp.rulebook import RuleRecord
-from fraudapp.tablescan import scan_partition
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.keyed import KeyedPartition
+from fraudapp.core.partitioning import partition_for
+from fraudapp.core.reference import tables_dir
+from fraudapp.core.rulebook import RuleRecord
+from fraudapp.engine.globaltable import TopicGlobalTable, reference_table
+from fraudapp.engine.tablescan import scan_partition
+from fraudapp.live import liverules, livewatermarks, metrics
+from fraudapp.live.outputs import send_alert
+from fraudapp.live.recordagent import record_agent
+from fraudapp.live.send import raised_by, send_dead_letter, send_json
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
 
     When this worker owns the partition of the stage's topic that the key lives on
     (always, for a lone worker), the stage runs inline, as its agent would on that
-    partition (:mod:`fraudapp.owned` says why); otherwise the click goes through the
+    partition (:mod:`fraudapp.engine.owned` says why); otherwise the click goes through the
     stage's topic to the worker that owns it. ``partition`` is the one the click is
     being handled on.
     """

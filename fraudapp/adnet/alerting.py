@@ -12,7 +12,7 @@ from typing import Any
 from fraudapp.adnet.area import AreaGrid, LocationRule
 from fraudapp.adnet.envelope import Checked
 from fraudapp.adnet.heavy import HeavyFinding
-from fraudapp.alerts import make_alert
+from fraudapp.core.alerts import make_alert
 
 HEAVY = "heavy_hitter"
 LOCATION = "suspicious_location"

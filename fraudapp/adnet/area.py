@@ -75,7 +75,7 @@ from functools import lru_cache
 
 import h3
 
-from fraudapp.geo import geo_distance_km
+from fraudapp.core.geo import geo_distance_km
 
 #: Per H3 resolution, over every cell of the globe (re-derived on samples by the
 #: tests): the smallest distance between the centres of two neighbouring cells

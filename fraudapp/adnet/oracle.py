@@ -151,7 +151,7 @@ def area_shares(
 ) -> dict[str, tuple[int, float]]:
     """For each named centre: (clicks within ``radius_km``, share of them in
     ``fraud_ids``), by exact great-circle distance, over the whole stream."""
-    from fraudapp.geo import geo_distance_km
+    from fraudapp.core.geo import geo_distance_km
 
     seen = _distinct(clicks)
     located = [(cid, click_location(c, rows)) for cid, c in seen.items()]

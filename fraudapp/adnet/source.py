@@ -142,7 +142,7 @@ class SourceRule:
         reach = max(self.stacked_window_ms, int(self.burst * self.interval_ms) + 1)
         return self.lateness_ms + reach
 
-    # fraudapp.keyed.KeyedRule: the event is a click whose source is known.
+    # fraudapp.core.keyed.KeyedRule: the event is a click whose source is known.
 
     def key(self, click: Click) -> bytes:
         return (source_of(click) or "").encode("utf-8")

@@ -6,7 +6,7 @@ their store as it changes. The faust agents give them the worker's changelogged
 RocksDB tables; ``fraudapp replay`` gives them dicts, so a backtest runs exactly the
 code the live stream does. Both judge lateness and expire state by the watermark
 their caller gives (live: the stage's level across partitions and workers,
-:mod:`fraudapp.watermarks`; replay: its stream's newest event time), never by the
+:mod:`fraudapp.core.watermarks`; replay: its stream's newest event time), never by the
 newest click they have seen themselves, which runs ahead while a worker catches up.
 Pure Python: no faust, Kafka or asyncio.
 """

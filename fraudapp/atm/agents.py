@@ -12,17 +12,18 @@ from typing import Any
 
 from faust.types import EventT
 
-from fraudapp import liverules, livewatermarks
 from fraudapp.app import app, settings, state_table
 from fraudapp.atm.customers import enrichment
 from fraudapp.atm.detect import RULE_NAME, AtmStep, TravelPair, TravelRule, travel_alert
 from fraudapp.atm.models import Txn, decode_txn
-from fraudapp.badinput import BadInput
-from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.origin import origin_of
-from fraudapp.outputs import send_alert, send_dead_letter
-from fraudapp.recordagent import record_agent
-from fraudapp.rulebook import RuleRecord
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.rulebook import RuleRecord
+from fraudapp.engine.origin import origin_of
+from fraudapp.live import liverules, livewatermarks
+from fraudapp.live.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.live.outputs import send_alert
+from fraudapp.live.recordagent import record_agent
+from fraudapp.live.send import send_dead_letter
 
 
 def travel_rule(record: RuleRecord) -> TravelRule:

@@ -14,7 +14,7 @@ import orjson
 
 from fraudapp.app import app, internal_topic, settings
 from fraudapp.atm.detect import customer_evidence
-from fraudapp.globaltable import TopicGlobalTable, reference_table
+from fraudapp.engine.globaltable import TopicGlobalTable, reference_table
 
 accounts_topic = internal_topic(settings.topics.accounts, compacting=True)
 customers = reference_table(

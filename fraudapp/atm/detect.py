@@ -25,9 +25,9 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
-from fraudapp.alerts import make_alert
 from fraudapp.atm.models import Txn
-from fraudapp.geo import geo_distance_km, java_double_str
+from fraudapp.core.alerts import make_alert
+from fraudapp.core.geo import geo_distance_km, java_double_str
 
 RULE_NAME = "atm_impossible_travel"
 
@@ -93,7 +93,7 @@ class TravelRule:
         """A transaction ``lateness_ms`` late still pairs with ones ``window_ms`` older."""
         return self.window_ms + self.lateness_ms
 
-    # The keyed-rule interface (fraudapp.keyed.KeyedRule): state is per account.
+    # The keyed-rule interface (fraudapp.core.keyed.KeyedRule): state is per account.
 
     def key(self, txn: Txn) -> bytes:
         return txn.account_id.encode("utf-8")

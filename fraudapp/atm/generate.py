@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from fraudapp.reference import account_ids, load_atms
+from fraudapp.core.reference import account_ids, load_atms
 
 AMOUNTS = (20, 50, 100, 200, 300, 400)
 

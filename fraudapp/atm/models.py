@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fraudapp.badinput import BadInput, decode_object, require_str
-from fraudapp.timeparse import TimestampError, parse_event_time
+from fraudapp.core.badinput import BadInput, decode_object, require_str
+from fraudapp.core.timeparse import TimestampError, parse_event_time
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,17 +15,18 @@ from typing import Any
 
 from faust.types import EventT
 
-from fraudapp import liverules, livewatermarks
 from fraudapp.adnet.agents import begin, location_of, send_duplicate_verdict
 from fraudapp.app import app, settings, state_table
-from fraudapp.badinput import BadInput
 from fraudapp.clicks.detect import RULE_NAME, BurstFinding, BurstRule, BurstStep, burst_alert
 from fraudapp.clicks.models import Click, decode_click
-from fraudapp.keyedagent import KeyedRunner, keyed_topics
-from fraudapp.origin import origin_of
-from fraudapp.outputs import send_alert, send_dead_letter
-from fraudapp.recordagent import record_agent
-from fraudapp.rulebook import RuleRecord
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.rulebook import RuleRecord
+from fraudapp.engine.origin import origin_of
+from fraudapp.live import liverules, livewatermarks
+from fraudapp.live.keyedagent import KeyedRunner, keyed_topics
+from fraudapp.live.outputs import send_alert
+from fraudapp.live.recordagent import record_agent
+from fraudapp.live.send import send_dead_letter
 
 log = logging.getLogger(__name__)
 

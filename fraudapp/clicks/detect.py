@@ -31,8 +31,8 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
-from fraudapp.alerts import make_alert
 from fraudapp.clicks.models import Click
+from fraudapp.core.alerts import make_alert
 
 RULE_NAME = "click_burst"
 
@@ -54,7 +54,7 @@ class BurstRule:
         arrive ``lateness_ms`` late and look back ``window_ms`` from there."""
         return self.window_ms + self.lateness_ms
 
-    # The keyed-rule interface (fraudapp.keyed.KeyedRule): state is per session.
+    # The keyed-rule interface (fraudapp.core.keyed.KeyedRule): state is per session.
 
     def key(self, click: Click) -> bytes:
         return click.session_id.encode("utf-8")
@@ -123,7 +123,7 @@ class BurstStep:
 def step(state: SessionState | None, click: Click, rule: BurstRule) -> BurstStep:
     """Apply one click to its session's state.
 
-    The caller (:class:`fraudapp.keyed.KeyedPartition`) has already refused clicks
+    The caller (:class:`fraudapp.core.keyed.KeyedPartition`) has already refused clicks
     that are too late and pruned expired entries; ``state`` is mutated and returned.
     """
     state = state if state is not None else {"urls": {}}

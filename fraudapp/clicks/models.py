@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fraudapp.badinput import (
+from fraudapp.core.badinput import (
     BadInput,
     decode_object,
     optional_coordinate,
     optional_str,
     require_str,
 )
-from fraudapp.timeparse import TimestampError, parse_event_time
+from fraudapp.core.timeparse import TimestampError, parse_event_time
 
 
 @dataclass(frozen=True, slots=True)

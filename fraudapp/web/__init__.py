@@ -19,8 +19,9 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from fraudapp.app import app, settings
-from fraudapp.httpauth import COOKIE
-from fraudapp.partitioning import partition_for
+from fraudapp.core.partitioning import partition_for
+from fraudapp.engine import consumerstate
+from fraudapp.engine.httpauth import COOKIE
 
 STATIC = Path(__file__).parent / "static"
 FORWARDED_HEADER = "X-Fraudapp-Forwarded"
@@ -94,21 +95,11 @@ async def routed(
 
 
 def broker_connected() -> bool:
-    """Whether the consumer is in touch with the broker: its group coordinator is known.
-
-    aiokafka marks the coordinator dead as soon as a heartbeat (every
-    ``BROKER_HEARTBEAT_INTERVAL``) cannot be sent or the session timeout passes without
-    an answer, and finds it again only through a broker that answers, so this covers a
-    broker that is down and one that hangs. Cheap: it reads the client's own state, no
-    request. Only the consumer is asked: it heartbeats all the time, while an idle
-    producer notices nothing until it sends. True when that state cannot be read
-    (consumer not started yet: the other checks of :func:`is_ready` cover that)."""
-    thread = getattr(app.consumer, "_thread", None) if app.consumer else None
-    consumer = getattr(thread, "_consumer", None)
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or not hasattr(coordinator, "coordinator_id"):
-        return True
-    return coordinator.coordinator_id is not None
+    """Whether the consumer is in touch with the broker (its group coordinator is
+    known: :func:`fraudapp.engine.consumerstate.coordinator_known`). Only the consumer
+    is asked: it heartbeats all the time, while an idle producer notices nothing until
+    it sends."""
+    return consumerstate.coordinator_known(app.consumer if app.consumer else None)
 
 
 def is_ready() -> tuple[bool, dict[str, Any]]:

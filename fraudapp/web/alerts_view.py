@@ -12,9 +12,9 @@ from __future__ import annotations
 import orjson
 from faust.web import Request, Response, View
 
-from fraudapp import liverules
-from fraudapp.alertindex import alert_index
 from fraudapp.app import app, settings
+from fraudapp.live import liverules
+from fraudapp.live.alertindex import alert_index
 from fraudapp.web import json_error, routed
 
 MAX_ID = 256

@@ -19,15 +19,15 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
-from fraudapp import kafkaio
-from fraudapp.alerts import now_ms
 from fraudapp.app import app, settings
 from fraudapp.atm.agents import txns_topic
 from fraudapp.atm.models import txn_from_dict
-from fraudapp.badinput import BadInput
-from fraudapp.clicks.views import clicks_in, produce_clicks
-from fraudapp.partitioning import partition_for
+from fraudapp.core.alerts import now_ms
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.partitioning import partition_for
+from fraudapp.engine import kafkaio
 from fraudapp.web import STATIC, json_error, page
+from fraudapp.web.clicks_view import clicks_in, produce_clicks
 from fraudapp.web.feed import Feed, TopicTail, Waiter
 
 #: How long the simulator waits for its event's verdict before answering 504.

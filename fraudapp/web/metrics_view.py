@@ -12,39 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fraudapp import fetchbuffer, metrics, storage
 from fraudapp.app import app, watermarks
+from fraudapp.engine import consumerstate, fetchbuffer, storage
+from fraudapp.live import metrics
 
-
-def _offsets() -> Iterator[tuple[str, int, int, int]]:
-    """(topic, partition, end offset, next offset to read) per assigned partition."""
-    consumer = app.consumer
-    try:
-        assigned = sorted(consumer.assignment())
-    except ConsumerNotStarted:  # scraped while the worker starts
-        return
-    read = consumer._read_offset  # faust keeps no public reader for it
-    committed = consumer._committed_offset
-    for tp in assigned:
-        end = consumer.highwater(tp)
-        last_read = read.get(tp)
-        done = committed.get(tp)
-        # The further of the two: faust 0.15.3 resumes the flow before it seeks to
-        # the committed offsets after a rebalance, so records delivered meanwhile are
-        # read, acked and committed, and the seek then sets the read offset back to
-        # the older commit (they are delivered again, or were committed already).
-        positions = [
-            p for p in (None if last_read is None else last_read + 1, done) if p is not None
-        ]
-        if end is not None and positions:
-            yield tp.topic, tp.partition, end, max(positions)
-
-
-metrics.registry.register(metrics.lag_collector(_offsets))
+metrics.registry.register(metrics.lag_collector(lambda: consumerstate.positions(app.consumer)))
 metrics.registry.register(metrics.rocksdb_collector(lambda: storage.memory_of(app.tables.items())))
 metrics.registry.register(
     metrics.GaugeCollector(

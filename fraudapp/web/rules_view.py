@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from faust.web import Request, Response, View
 
-from fraudapp import liverules
 from fraudapp.app import app
+from fraudapp.live import liverules
 
 
 @app.page("/rules")

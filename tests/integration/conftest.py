@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fraudapp.brokers import KafkaBroker, TansuBroker
+from fraudapp.cli.brokers import KafkaBroker, TansuBroker
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fraudapp import kafkaio
-from fraudapp.timeparse import parse_event_time
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli.workerproc import WorkerProcess
+from fraudapp.core.timeparse import parse_event_time
+from fraudapp.engine import kafkaio
 
 _counter = itertools.count(1)
 

@@ -23,7 +23,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from fraudapp import kafkaio
+from fraudapp.engine import kafkaio
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 

@@ -21,7 +21,6 @@ import pytest
 
 from fraudapp.adnet import oracle
 from fraudapp.adnet.envelope import risk_score
-from fraudapp.alerts import alert_id
 from fraudapp.clicks.generate import (
     FARM_CAMPAIGN,
     FARM_DEVICE,
@@ -30,12 +29,13 @@ from fraudapp.clicks.generate import (
     generate_clicks,
 )
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.geo import geo_distance_km
-from fraudapp.reference import tables_dir
+from fraudapp.core.alerts import alert_id
+from fraudapp.core.geo import geo_distance_km
+from fraudapp.core.reference import tables_dir
+from fraudapp.core.rulebook import defaults
+from fraudapp.core.settings import DEFAULT_WEIGHTS, Settings
 from fraudapp.replay import Backtest
 from fraudapp.replay import run as replay_run
-from fraudapp.rulebook import defaults
-from fraudapp.settings import DEFAULT_WEIGHTS, Settings
 from tests.integration.helpers import AppSpace, running
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from fraudapp.alerts import ENVELOPE_FIELDS, alert_id
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.partitioning import partition_for
-from fraudapp.reference import load_accounts
-from fraudapp.timeparse import parse_event_time
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli.workerproc import WorkerProcess
+from fraudapp.core.alerts import ENVELOPE_FIELDS, alert_id
+from fraudapp.core.partitioning import partition_for
+from fraudapp.core.reference import load_accounts
+from fraudapp.core.timeparse import parse_event_time
 from tests.integration.helpers import AppSpace, as_oracle_row, free_port, running, wait_for
 from tests.integration.webhook import FlakyWebhook
 from tests.unit.test_atm import BLOG, BLOG_ROWTIMES

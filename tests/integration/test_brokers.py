@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from fraudapp import kafkaio
-from fraudapp.brokers import free_port
-from fraudapp.procs import alive
+from fraudapp.cli.brokers import free_port
+from fraudapp.cli.procs import alive
+from fraudapp.engine import kafkaio
 
 
 def round_trip(bootstrap: str) -> list[dict]:

@@ -11,9 +11,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from fraudapp.alerts import ENVELOPE_FIELDS, alert_id
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
+from fraudapp.core.alerts import ENVELOPE_FIELDS, alert_id
 from tests.integration.helpers import AppSpace, running
 
 LATENESS_MS = 30_000

@@ -23,7 +23,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fraudapp.adnet import oracle
-from fraudapp.alerts import alert_id
 from fraudapp.atm.detect import TravelRule
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.models import txn_from_dict
@@ -32,9 +31,10 @@ from fraudapp.clicks.detect import BurstRule
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.models import click_from_dict
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.keyed import KeyedPartition
-from fraudapp.partitioning import partition_for
-from fraudapp.timeparse import parse_event_time
+from fraudapp.core.alerts import alert_id
+from fraudapp.core.keyed import KeyedPartition
+from fraudapp.core.partitioning import partition_for
+from fraudapp.core.timeparse import parse_event_time
 from tests.integration.helpers import AppSpace, as_oracle_row, metric, running, wait_until_idle
 
 pytestmark = pytest.mark.integration

@@ -28,8 +28,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from fraudapp import procs
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli import procs
+from fraudapp.cli.workerproc import WorkerProcess
 from tests.integration.helpers import AppSpace, running
 
 pytestmark = pytest.mark.integration

@@ -1,13 +1,13 @@
 """Both ways records reach the handlers (``FRAUDAPP_DELIVERY``), on real Kafka.
 
 ``bulk`` hands fetched records to the handlers below faust's stream and acks them
-through faust's consumer itself (:mod:`fraudapp.bulkfeed`); ``faust`` takes each one
+through faust's consumer itself (:mod:`fraudapp.engine.bulkfeed`); ``faust`` takes each one
 through faust's stream. Either way the alerts are the oracle's, bad records are
 dead-lettered once, re-keyed records are handled on their session's partition, and,
 once the worker is idle, the consumer group's committed offset of every partition it
 reads is that partition's end: every record was acked, nothing left behind; and the
 changelogs the worker writes are not fetched back into its consumer's buffer, where
-they would hold up every fetch (:mod:`fraudapp.changelogpause`).
+they would hold up every fetch (:mod:`fraudapp.engine.changelogpause`).
 """
 
 from __future__ import annotations
@@ -94,8 +94,8 @@ def test_every_record_handled_and_committed(kafka_broker, tmp_path: Path, delive
             timeout=60.0,
         ) or asyncio.run(uncommitted(space.bootstrap, space.name))
         status, metrics = worker.get("/metrics", timeout=5)
-    # What the consumer fetched and nobody read (fraudapp.fetchbuffer): never a
-    # changelog of the worker's own tables (fraudapp.changelogpause).
+    # What the consumer fetched and nobody read (fraudapp.engine.fetchbuffer): never a
+    # changelog of the worker's own tables (fraudapp.engine.changelogpause).
     assert status == 200 and "# TYPE fraudapp_fetched_unread_partitions gauge" in metrics
     unread = dict(
         re.findall(r'^fraudapp_fetched_unread_partitions\{topic="([^"]+)"\} (\S+)$', metrics, re.M)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from fraudapp.procs import alive
+from fraudapp.cli.procs import alive
 
 RULES = (
     "click_burst",

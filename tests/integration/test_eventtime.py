@@ -32,13 +32,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from fraudapp import kafkaio
 from fraudapp.adnet import oracle
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
+from fraudapp.cli.workerproc import WorkerProcess
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.engine import kafkaio
 from tests.integration import kcat
 from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
 

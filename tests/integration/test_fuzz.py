@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli.workerproc import WorkerProcess
 from tests.integration.helpers import AppSpace, as_oracle_row, running, wait_until_idle
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudapp.storage import RocksDBBudget
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli.workerproc import WorkerProcess
+from fraudapp.core.settings import RocksDBBudget
 from tests.integration.helpers import AppSpace, running, wait_for
 
 T0 = 1_767_225_600_000

@@ -29,10 +29,10 @@ import pytest
 from fraudapp.adnet import oracle
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.brokers import KafkaBroker, free_port
+from fraudapp.cli.brokers import KafkaBroker, free_port
+from fraudapp.cli.workerproc import WorkerProcess
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.workerproc import WorkerProcess
 from tests.integration.helpers import AppSpace, as_oracle_row, metric, running
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """The outbox on a real Kafka broker with faust's own producer service: what the worker
-relies on it for (see :mod:`fraudapp.outbox`).
+relies on it for (see :mod:`fraudapp.engine.outbox`).
 
 - records land on the partition Kafka's default partitioner gives their key, in the
   order they were queued, sent as batches rather than one request each;
@@ -29,11 +29,11 @@ from aiokafka.errors import KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from rocksdict import Options, Rdict
 
-from fraudapp.brokers import KafkaBroker
-from fraudapp.kafkaio import read_topic
-from fraudapp.outbox import Outbox
-from fraudapp.partitioning import partition_for
-from fraudapp.statewrites import StateWrites
+from fraudapp.cli.brokers import KafkaBroker
+from fraudapp.core.partitioning import partition_for
+from fraudapp.engine.kafkaio import read_topic
+from fraudapp.engine.outbox import Outbox
+from fraudapp.engine.statewrites import StateWrites
 
 pytestmark = pytest.mark.integration
 
@@ -213,7 +213,7 @@ async def test_state_reaches_rocksdb_before_its_changelog_leaves(
 ) -> None:
     """As a state table under the bulk feed: each write gathered, then its changelog
     record queued. Whenever a batch is handed to aiokafka, RocksDB must already hold
-    the state of every record queued so far (fraudapp.statewrites)."""
+    the state of every record queued so far (fraudapp.engine.statewrites)."""
     topic = await create_topic(kafka_broker.bootstrap, 1)
     options = Options(raw_mode=True)
     options.create_if_missing(True)

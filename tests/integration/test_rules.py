@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pytest
 
-from fraudapp.partitioning import partition_for
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.cli.workerproc import WorkerProcess
+from fraudapp.core.partitioning import partition_for
 from tests.integration.helpers import AppSpace, running, wait_for
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def rules_cli(space: AppSpace, *args: str, command: str = "rules") -> str:
         [
             sys.executable,
             "-m",
-            "fraudapp.cli",
+            "fraudapp.cli.main",
             command,
             *args,
             *(["--quiet"] if command == "replay" else []),

@@ -22,10 +22,10 @@ import pytest
 from fraudapp.adnet import oracle
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
+from fraudapp.cli.workerproc import WorkerProcess
 from fraudapp.clicks.generate import FARM_CAMPAIGN, arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.reference import tables_dir
-from fraudapp.workerproc import WorkerProcess
+from fraudapp.core.reference import tables_dir
 from tests.integration.helpers import (
     AppSpace,
     as_oracle_row,

@@ -7,7 +7,7 @@ import pytest
 from fraudapp.adnet.envelope import Checked, risk_score, verdict
 from fraudapp.adnet.route import next_stage, stage_keys
 from fraudapp.clicks.models import Click
-from fraudapp.settings import DEFAULT_WEIGHTS, Settings, SettingsError
+from fraudapp.core.settings import DEFAULT_WEIGHTS, Settings, SettingsError
 
 ALL_ON = {"source": True, "campaign": True, "area": True}
 KEYS = stage_keys(lambda checked: "region-1" if checked.lat is not None else None)

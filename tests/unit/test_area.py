@@ -23,7 +23,7 @@ from fraudapp.adnet.area import (
     LocationRule,
 )
 from fraudapp.adnet.geoip import DEMO_CITIES
-from fraudapp.geo import EARTH_RADIUS_KM, geo_distance_km
+from fraudapp.core.geo import EARTH_RADIUS_KM, geo_distance_km
 
 MIN = 60_000
 HOUR = 3_600_000

@@ -12,9 +12,9 @@ from fraudapp.atm.detect import TravelRule, pairs_in
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.models import Txn, txn_from_dict
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.badinput import BadInput
-from fraudapp.geo import geo_distance_km, java_double_str
-from fraudapp.keyed import KeyedPartition
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.geo import geo_distance_km, java_double_str
+from fraudapp.core.keyed import KeyedPartition
 
 RULE = TravelRule()
 T0 = 1_538_758_568_000  # 2018-10-05 16:56:08 UTC, the blog's first ROWTIME

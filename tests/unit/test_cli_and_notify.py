@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fraudapp.cli import main, read_records
-from fraudapp.notify import backoff_delays
+from fraudapp.cli.main import main, read_records
+from fraudapp.live.notify import backoff_delays
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

@@ -10,7 +10,7 @@ from fraudapp.clicks.detect import BurstRule, prune, step
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.models import Click, click_from_dict
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.keyed import KeyedPartition
+from fraudapp.core.keyed import KeyedPartition
 
 RULE = BurstRule()
 T0 = 1_767_225_600_000

@@ -16,8 +16,8 @@ from fraudapp.adnet.geoip import (
     demo_rows,
     load_geoip,
 )
-from fraudapp.geo import geo_distance_km
-from fraudapp.reference import tables_dir
+from fraudapp.core.geo import geo_distance_km
+from fraudapp.core.reference import tables_dir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "tables" / "geoip.csv"
 

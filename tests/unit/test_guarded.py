@@ -7,8 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import fraudapp.app  # noqa: F401  (the app first: it loads the domain modules in order)
-from fraudapp import outputs
+from fraudapp.live import send
 
 
 def test_unexpected_error_is_dead_lettered_and_cancellation_is_not(monkeypatch) -> None:
@@ -17,13 +16,13 @@ def test_unexpected_error_is_dead_lettered_and_cancellation_is_not(monkeypatch) 
     async def capture(event, error):
         sent.append((event, error))
 
-    monkeypatch.setattr(outputs, "send_dead_letter", capture)
+    monkeypatch.setattr(send, "send_dead_letter", capture)
     event = SimpleNamespace(message=SimpleNamespace(topic="clicks", partition=1, offset=9))
 
     async def broken(_event):
         raise KeyError("boom")
 
-    asyncio.run(outputs.guarded(event, broken))
+    asyncio.run(send.guarded(event, broken))
     ((dead_event, error),) = sent
     assert dead_event is event
     assert error.reason == "internal_error" and "KeyError" in error.message
@@ -32,5 +31,5 @@ def test_unexpected_error_is_dead_lettered_and_cancellation_is_not(monkeypatch) 
         raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
-        asyncio.run(outputs.guarded(event, cancelled))
+        asyncio.run(send.guarded(event, cancelled))
     assert len(sent) == 1

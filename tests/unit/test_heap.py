@@ -7,7 +7,7 @@ import platform
 
 import pytest
 
-from fraudapp import heap
+from fraudapp.engine import heap
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")

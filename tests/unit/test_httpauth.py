@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fraudapp.httpauth import Scope, decide, require_tokens, scope_of
-from fraudapp.settings import Settings, SettingsError
+from fraudapp.core.settings import Settings, SettingsError
+from fraudapp.engine.httpauth import Scope, decide, require_tokens, scope_of
 
 API, INGEST = "a" * 32, "i" * 32
 
@@ -85,7 +85,7 @@ def test_tokens_are_masked_in_descriptions() -> None:
 def test_tokens_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every comparison of a presented token goes through hmac.compare_digest (its time
     does not depend on where the strings differ), never through ``==``."""
-    import fraudapp.httpauth as httpauth
+    import fraudapp.engine.httpauth as httpauth
 
     calls: list[tuple[bytes, bytes]] = []
     real = httpauth.hmac.compare_digest

@@ -13,8 +13,8 @@ import asyncio
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
-from fraudapp.httperrors import MAX_REQUEST_BYTES, application_options
-from fraudapp.settings import Settings
+from fraudapp.core.settings import Settings
+from fraudapp.engine.httperrors import MAX_REQUEST_BYTES, application_options
 
 API, INGEST = "a" * 32, "i" * 32
 SECRET = "/opt/secret/path.py line 42 password=hunter2"

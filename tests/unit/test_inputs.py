@@ -8,10 +8,10 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from fraudapp.alerts import alert_id, dead_letter, make_alert
-from fraudapp.badinput import BadInput
 from fraudapp.clicks.models import decode_click
-from fraudapp.timeparse import TimestampError, parse_event_time
+from fraudapp.core.alerts import alert_id, dead_letter, make_alert
+from fraudapp.core.badinput import BadInput
+from fraudapp.core.timeparse import TimestampError, parse_event_time
 
 GOOD = b'{"click_id":"c1","session_id":"s1","url":"https://a.example/x","timestamp":1767225600000}'
 

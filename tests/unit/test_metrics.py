@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from fraudapp import metrics
+from fraudapp.live import metrics
 
 
 def _full_collections() -> float:

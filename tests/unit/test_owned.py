@@ -9,8 +9,8 @@ import weakref
 from faust.streams import _current_event, current_event
 from faust.types import TP
 
-from fraudapp.bulkfeed import BulkEvent, BulkMessage
-from fraudapp.owned import OwnedPartitions, handled_on
+from fraudapp.engine.bulkfeed import BulkEvent, BulkMessage
+from fraudapp.engine.owned import OwnedPartitions, handled_on
 
 
 def test_ownership_follows_assignments_and_revocations() -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from murmurhash2 import murmurhash2
 
-from fraudapp.partitioning import KAFKA_SEED, partition_for
+from fraudapp.core.partitioning import KAFKA_SEED, partition_for
 
 
 def reference_partition(key: bytes, partitions: int) -> int:

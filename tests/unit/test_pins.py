@@ -1,4 +1,4 @@
-"""The pinned versions: one list in constraints.txt and fraudapp.pins, and a worker on
+"""The pinned versions: one list in constraints.txt and fraudapp.engine.pins, and a worker on
 other versions refuses to start with a one-line reason."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudapp.pins import PINNED, mismatches, require_pinned
+from fraudapp.engine.pins import PINNED, mismatches, require_pinned
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,9 @@ def test_other_versions_are_named_and_refused_unless_allowed(monkeypatch) -> Non
     assert mismatches({"nothing-here": "1.0"}, {}.get) == [
         "nothing-here not installed (pinned 1.0)"
     ]
-    monkeypatch.setattr("fraudapp.pins.mismatches", lambda: ["aiokafka 0.15.0 (pinned 0.14.0)"])
+    monkeypatch.setattr(
+        "fraudapp.engine.pins.mismatches", lambda: ["aiokafka 0.15.0 (pinned 0.14.0)"]
+    )
     with pytest.raises(SystemExit, match=r"^fraudapp: aiokafka 0\.15\.0 \(pinned 0\.14\.0\)"):
         require_pinned({})
     require_pinned({"FRAUDAPP_ALLOW_UNPINNED": "1"})

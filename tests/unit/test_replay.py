@@ -12,14 +12,14 @@ import pytest
 from fraudapp.adnet import oracle
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
-from fraudapp.cli import main
+from fraudapp.cli.main import main
+from fraudapp.cli.replaycli import scores
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.reference import tables_dir
+from fraudapp.core.reference import tables_dir
+from fraudapp.core.rulebook import defaults
+from fraudapp.core.settings import Settings
 from fraudapp.replay import Backtest, Outcome, run
-from fraudapp.replaycli import scores
-from fraudapp.rulebook import defaults
-from fraudapp.settings import Settings
 from tests.integration.helpers import as_oracle_row
 
 SETTINGS = Settings()

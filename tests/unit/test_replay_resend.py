@@ -24,7 +24,7 @@ from fraudapp.atm.models import txn_from_dict
 from fraudapp.clicks.detect import BurstRule
 from fraudapp.clicks.generate import generate_clicks
 from fraudapp.clicks.models import click_from_dict
-from fraudapp.keyed import KeyedPartition
+from fraudapp.core.keyed import KeyedPartition
 
 FOREVER = 10**12  # lateness: every arrival order is accepted
 

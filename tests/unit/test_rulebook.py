@@ -5,13 +5,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from fraudapp.cli.rulescli import changes_of
 from fraudapp.clicks.detect import BurstRule
 from fraudapp.clicks.models import Click
-from fraudapp.keyed import KeyedPartition
-from fraudapp.reference import tables_dir
-from fraudapp.rulebook import SCHEMAS, RuleBook, RuleError, decode, defaults, load_rules
-from fraudapp.rulescli import changes_of
-from fraudapp.settings import Settings
+from fraudapp.core.keyed import KeyedPartition
+from fraudapp.core.reference import tables_dir
+from fraudapp.core.rulebook import SCHEMAS, RuleBook, RuleError, decode, defaults, load_rules
+from fraudapp.core.settings import Settings
 
 RULES = tables_dir() / "rules.json"
 T0 = 1_767_225_600_000

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudapp.settings import FAUST_DEFAULT_DATADIR, Settings, SettingsError, with_faust_flags
-from fraudapp.timedomains import atm_domain, click_domain
+from fraudapp.core.settings import FAUST_DEFAULT_DATADIR, Settings, SettingsError, with_faust_flags
+from fraudapp.core.timedomains import atm_domain, click_domain
 
 
 @pytest.mark.parametrize(

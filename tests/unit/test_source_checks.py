@@ -11,7 +11,7 @@ import pytest
 from fraudapp.adnet.oracle import over_limit_click_ids, stacked_click_ids
 from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
 from fraudapp.clicks.models import Click
-from fraudapp.keyed import KeyedPartition
+from fraudapp.core.keyed import KeyedPartition
 
 
 def click(

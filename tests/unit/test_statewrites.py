@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
-from fraudapp.statewrites import StateWrites
+from fraudapp.engine.statewrites import StateWrites
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
-from fraudapp.settings import Settings
-from fraudapp.storage import KEEP_LOG_FILES, MB, RocksDBBudget, bound_info_logs, memory_of
+from fraudapp.core.settings import MB, RocksDBBudget, Settings
+from fraudapp.engine.storage import KEEP_LOG_FILES, bound_info_logs, memory_of
 
 
 def test_defaults_replace_rocksdbs_server_sized_ones() -> None:

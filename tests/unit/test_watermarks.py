@@ -1,4 +1,4 @@
-"""Watermarks across partitions and workers (fraudapp.watermarks), without a broker.
+"""Watermarks across partitions and workers (fraudapp.core.watermarks), without a broker.
 
 The model: a source partition's records are judged against its own newest event
 time; stages expire state by levels built from committed source watermarks and, for
@@ -22,9 +22,9 @@ from fraudapp.clicks.detect import BurstRule
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.models import click_from_dict
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from fraudapp.keyed import KeyedPartition
-from fraudapp.partitioning import partition_for
-from fraudapp.watermarks import IDLE, Domain, Marker, SourceClock, Watermarks, ahead
+from fraudapp.core.keyed import KeyedPartition
+from fraudapp.core.partitioning import partition_for
+from fraudapp.core.watermarks import IDLE, Domain, Marker, SourceClock, Watermarks, ahead
 
 CLICKS = Domain("clicks", "clicks", (("session", "by-session"), ("source", "by-source")))
 ATM = Domain("atm", "txns", (("account", "by-account"),))
