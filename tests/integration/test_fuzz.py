@@ -38,7 +38,7 @@ from tests.integration.helpers import AppSpace, as_oracle_row, running, wait_unt
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000
-EXAMPLES = 400  # × up to 120 records each
+EXAMPLES = 200  # × up to 120 records each
 MAX_RECORD = 64 * 1024  # FRAUDAPP_MAX_RECORD_BYTES's default
 
 
