@@ -5,7 +5,7 @@ Start a worker the faust way::
     faust -A fraudapp.app worker -l info
 
 Broker, web port and data directory come from the environment (see
-:mod:`fraudapp.core.settings` and the README); the web server binds to 127.0.0.1 unless
+:mod:`fraudapp.core.settings` and docs/configuration.md); the web server binds to 127.0.0.1 unless
 ``WEB_BIND`` says otherwise, because faust's own default is every interface.
 """
 

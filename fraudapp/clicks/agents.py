@@ -5,7 +5,7 @@ the session up in a RocksDB-backed table, run :func:`fraudapp.clicks.detect.step
 write the state back, send the results. Why a plain table and not a windowed one:
 the rule needs an exact sliding window and event-time expiry, which faust's hopping
 windows (approximate, one changelog record per window per event) and its wall-clock
-window cleanup do not give (README, "Event time and watermarks").
+window cleanup do not give (docs/guarantees.md, "Event time and watermarks").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every domain decodes its own records but reports failure the same way, so the
 dead-letter topic has one vocabulary of reasons that operators can count and alert
-on (see README "Dead letters").
+on (see docs/guarantees.md, "Dead letters").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Event-time bookkeeping for one partition: its watermark and which keys may expire.
 
 faust's windowed tables judge expiry by the wall clock, which silently drops windows
-of replayed or delayed data (README, "Event time and watermarks"). fraudapp keeps
+of replayed or delayed data (docs/guarantees.md, "Event time and watermarks"). fraudapp keeps
 plain tables and expires keys itself, by the stage's watermark, so a stream stamped
 in 2018 expires exactly like one stamped now. Where that watermark comes from is the
 caller's business: live, a stage's level across partitions and workers

@@ -251,7 +251,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 
 @dataclass(frozen=True, slots=True)
 class AdnetSettings:
-    """The ad-network checks (README "Ad-network checks"); each can be switched off."""
+    """The ad-network checks (docs/rules.md, "Ad-network checks"); each can be switched off."""
 
     stacked_enabled: bool = True
     stacked_threshold: int = 3
@@ -341,7 +341,7 @@ class NotifySettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The whole configuration; see README "Configuration" for each variable."""
+    """The whole configuration; see docs/configuration.md for each variable."""
 
     app_id: str = "fraudapp"
     broker_url: str = "kafka://127.0.0.1:9092"

@@ -16,8 +16,11 @@ The interface the rest of fraudapp uses, by module:
 * :mod:`~fraudapp.engine.bulkfeed`: the consumer (``BulkConsumer``) that hands
   records to bulk handlers from its fetches; acks and commits (faust's ``ack``
   mirrored, commit spans per domain), the consumer's fetch settings.
-* :mod:`~fraudapp.engine.offsets`: a partition's read and committed offsets (the
-  consumer-lag gauge).
+* :mod:`~fraudapp.engine.consumerstate`: a partition's read and committed offsets
+  (the consumer-lag gauge), whether the group coordinator is known (``/health``).
+* :mod:`~fraudapp.engine.faustapp`: the app class whose consumer is the bulk feed's.
+* :mod:`~fraudapp.engine.invariants`: the faust settings the above rests on,
+  checked when a worker starts.
 * :mod:`~fraudapp.engine.outbox`: the producer hook; every output and changelog
   record is batched here and flushed before faust commits.
 * :mod:`~fraudapp.engine.statetable` / :mod:`~fraudapp.engine.statewrites`: state
