@@ -9,8 +9,10 @@ each an agent on an internal topic keyed for its check (README, "Ad-network chec
 3. **campaign**: heavy hitters (top-K sources, bounded-memory sketches);
 4. **area** (coarse H3 region): the share of fraud within a radius.
 
-Each stage sends its alerts at once and hands the click on; the last stage the
-click visits writes its verdict with every check that fired. All state is in
+Each stage's body is :mod:`fraudapp.adnet.pipeline`'s, the very code ``fraudapp
+replay`` runs; here it gets the worker's tables and the stage's watermark, and its
+result is sent: its alerts at once, the click on to the next stage (the last stage
+the click visits writes its verdict with every check that fired). All state is in
 changelogged RocksDB tables, so it recovers and moves with partitions; the heavy
 hitter and area stages also keep a decoded copy in memory per partition, because
 their state per key is too big to decode per click.
@@ -20,29 +22,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import replace
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from faust.types import EventT
 
-from fraudapp.adnet.alerting import (
-    HEAVY,
-    LOCATION,
-    check_alert,
-    heavy_alert,
-    location_alert,
-    source_alert,
-)
-from fraudapp.adnet.area import AreaGrid, LocationRule
-from fraudapp.adnet.blocklist import Blocklist, BlocklistError, load_blocklist
-from fraudapp.adnet.envelope import Checked, place, verdict
+from fraudapp.adnet.area import AreaGrid
+from fraudapp.adnet.blocklist import Blocklist, BlocklistError
+from fraudapp.adnet.envelope import Checked, verdict
 from fraudapp.adnet.geoip import load_geoip
-from fraudapp.adnet.heavy import HeavyHitterRule
+from fraudapp.adnet.pipeline import (
+    RULES,
+    Contribution,
+    StageResult,
+    StageStates,
+    adnet_rules,
+    area_key,
+    blocklist_check,
+    duplicate_verdict,
+    enabled_stages,
+    enter,
+    shipped_blocklist,
+)
 from fraudapp.adnet.route import next_stage, stage_keys
-from fraudapp.adnet.source import RATE_LIMIT, STACKED, SourceRule, source_of
-from fraudapp.adnet.stages import CHECKPOINT_S, AreaPartition, CampaignPartition
+from fraudapp.adnet.stages import CHECKPOINT_S, CampaignPartition
 from fraudapp.app import (
     app,
     internal_topic,
@@ -54,7 +58,6 @@ from fraudapp.app import (
 )
 from fraudapp.clicks.models import Click
 from fraudapp.core.badinput import BadInput
-from fraudapp.core.keyed import KeyedPartition
 from fraudapp.core.partitioning import partition_for
 from fraudapp.core.reference import tables_dir
 from fraudapp.core.rulebook import RuleRecord
@@ -67,53 +70,15 @@ from fraudapp.live.send import raised_by, send_dead_letter, send_json
 
 log = logging.getLogger(__name__)
 
-BLOCKLIST = "ip_blocklist"
-
 config = settings.adnet
 topics = settings.topics
 verdicts_topic = output_topic(topics.click_verdicts)
 
-source_rule = SourceRule(
-    stacked_enabled=config.stacked_enabled,
-    stacked_threshold=config.stacked_threshold,
-    stacked_window_ms=config.stacked_window_ms,
-    stacked_min_ads=config.stacked_min_ads,
-    rate_enabled=config.rate_enabled,
-    per_minute=config.rate_per_minute,
-    burst=config.rate_burst,
-    lateness_ms=config.lateness_ms,
-)
-heavy_rule = HeavyHitterRule(
-    window_ms=config.heavy_window_ms,
-    bucket_ms=config.heavy_bucket_ms,
-    lg_max_map_size=config.heavy_lg_map_size,
-    share_threshold=config.heavy_threshold,
-    min_clicks=config.heavy_min_clicks,
-)
-location_rule = LocationRule(
-    radius_km=config.location_radius_km,
-    window_ms=config.location_window_ms,
-    bucket_ms=config.location_bucket_ms,
-    threshold=config.location_threshold,
-    min_clicks=config.location_min_clicks,
-)
 grid = AreaGrid(radius_km=config.location_radius_km)
 geoip = load_geoip(tables_dir() / "geoip.csv")
 
-ENABLED = {
-    "source": config.stacked_enabled or config.rate_enabled,
-    "campaign": config.heavy_enabled,
-    "area": config.location_enabled,
-}
-
-
-def _area_key(checked: Checked) -> str | None:
-    if checked.lat is None or checked.lon is None:
-        return None
-    return grid.region(grid.cell(checked.lat, checked.lon))
-
-
-KEYS = stage_keys(_area_key)
+ENABLED = enabled_stages(config)
+KEYS = stage_keys(area_key(grid))
 
 
 stage_topics = {stage: internal_topic(topics.stage(stage)) for stage in ENABLED}
@@ -124,6 +89,7 @@ area_topic = stage_names["area"]
 source_table = state_table("click-sources")
 campaign_table = state_table("campaign-hitters")
 area_table = state_table("area-counts")
+tables = {"source": source_table, "campaign": campaign_table, "area": area_table}
 
 
 # -- the session stage's part: blocklist, location, then on to the next stage ----------
@@ -184,11 +150,7 @@ def blocklist() -> Blocklist:
     (the topic's records already in the local store are replayed from it)."""
     global _blocklist
     if _blocklist is None:
-        built = load_blocklist(
-            tables_dir() / "blocklist",
-            expected_ips=config.blocklist_expected_ips,
-            fp_rate=config.blocklist_fp_rate,
-        )
+        built = shipped_blocklist(config, tables_dir())
         for partition in range(settings.partitions):
             for key, value in scan_partition(blocklist_updates, partition):
                 _apply_blocklist_record(built, key, value, None)
@@ -197,41 +159,18 @@ def blocklist() -> Blocklist:
     return _blocklist
 
 
-def locate(checked: Checked) -> None:
-    """The click's own coordinates, else its IP's from the geo-IP table."""
-    place(checked, geoip)
-
-
 def location_of(click: Click) -> dict[str, Any] | None:
     """Where a click was ({lat, lon, by}), for alerts raised before its checks."""
-    where = Checked(click)
-    locate(where)
-    return where.location()
-
-
-def fire(checked: Checked, rule: str) -> None:
-    """A check fired: a reason in the verdict, unless its rule is paused or in shadow."""
-    if liverules.counts(rule):
-        checked.fired(rule)
+    return enter(click, (), geoip).location()
 
 
 async def begin(click: Click, reasons: list[str], partition: int, repeat: bool = False) -> None:
     """After the session stage (on ``partition``): screen the IP, place the click,
     hand it on. A ``repeat`` (the same record again) goes the same way; the stages
     re-send their alerts for it (same ids) without counting it again."""
-    checked = Checked(click, list(reasons), received=metrics.received_at.get(), repeat=repeat)
-    locate(checked)
-    if config.blocklist_enabled and click.ip:
-        match = blocklist().match(click.ip)
-        if match is not None:
-            fire(checked, BLOCKLIST)
-            await _alert(
-                BLOCKLIST,
-                click.ip,
-                checked,
-                (click.click_id,),
-                {"click_id": click.click_id, "ip": click.ip, **match.evidence()},
-            )
+    checked = enter(click, reasons, geoip, received=metrics.received_at.get(), repeat=repeat)
+    listed = blocklist() if config.blocklist_enabled else None
+    await _deliver(blocklist_check(checked, listed, liverules.current()), checked, partition)
     await advance(checked, None, partition)
 
 
@@ -262,23 +201,13 @@ async def advance(checked: Checked, after: str | None, partition: int) -> None:
         await outbox.send(topic, raw_key, checked.encode(), partition=home)
         return
     with inline:
-        await STAGES[stage](home, key, checked)
+        await run_stage(stage, home, key, checked)
 
 
 async def send_duplicate_verdict(click: Click, reasons: list[str]) -> None:
     """A redelivered click: its verdict again, marked, without counting it twice."""
-    checked = Checked(click, list(reasons))
-    await send_json(
-        verdicts_topic, click.session_id, verdict(checked, config.weights, duplicate=True)
-    )
+    await send_json(verdicts_topic, click.session_id, duplicate_verdict(click, reasons, config))
     metrics.verdict_sent(bool(reasons))
-
-
-async def _alert(
-    rule: str, key: str, checked: Checked, identity: tuple[str, ...], evidence: dict[str, Any]
-) -> None:
-    alert = check_alert(rule, liverules.book[rule].version, key, checked, identity, evidence)
-    await send_alert(key, alert, checked.received)
 
 
 def _raised_by(checked: Checked) -> None:
@@ -287,84 +216,84 @@ def _raised_by(checked: Checked) -> None:
         raised_by.set({"topic": topics.clicks, "at": checked.click.origin})
 
 
-# -- stage 2: source -------------------------------------------------------------------
+def _watermark(stage: str) -> int | None:
+    return livewatermarks.level(livewatermarks.CLICKS, stage)
+
+
+# -- stages 2 to 4: source, campaign, area (their bodies: fraudapp.adnet.pipeline) -------
+
+
+async def run_stage(stage: str, partition: int, key: str, checked: Checked) -> None:
+    """One stage on its ``partition`` of the stage's topic: its body, its sends, then
+    on to the next stage."""
+    _raised_by(checked)
+    result = states.run(stage, partition, key, checked, liverules.current(), _watermark(stage))
+    if result.late:
+        metrics.check_skipped_late(stage)
+    await _deliver(result, checked, partition)
+    if stage == "campaign" and not result.late:
+        states.campaign[partition].checkpoint()
+    await advance(checked, stage, partition)
+
+
+async def _deliver(result: StageResult, checked: Checked, partition: int) -> None:
+    """A stage's result sent: its alerts, its verdict changes into the click, and its
+    counts to the neighbouring regions (inline where this worker owns theirs)."""
+    for key, alert in result.alerts:
+        await send_alert(key, alert, checked.received)
+    result.apply(checked)
+    for contribution in result.contributions:
+        raw = contribution.region.encode("utf-8")
+        home = partition_for(raw, settings.partitions)
+        inline = owned.inline(area_topic, home, partition)
+        if inline is None:
+            c = contribution
+            value = orjson.dumps({"contribution": [c.cell, c.t, c.fraud]})
+            await outbox.send(area_topic, raw, value, partition=home)
+            continue
+        with inline:
+            contribute(home, contribution)
+
+
+def contribute(partition: int, contribution: Contribution) -> None:
+    """A neighbouring region's click, counted here; judged by the area's watermark."""
+    if not states.contribute(partition, contribution, _watermark("area")):
+        metrics.check_skipped_late("area-count")
 
 
 async def on_source(event: EventT) -> None:
     message = event.message
-    await source_stage(
-        message.partition, message.key.decode("utf-8"), Checked.decode(message.value)
+    await run_stage(
+        "source", message.partition, message.key.decode("utf-8"), Checked.decode(message.value)
     )
 
 
-async def source_stage(partition: int, key: str, checked: Checked) -> None:
-    _raised_by(checked)
-    click = checked.click
-    watermark = livewatermarks.level(livewatermarks.CLICKS, "source")
-    outcome = source_partitions[partition].process(click, watermark, None)
-    if outcome.result is None:
-        why = f"later than {source_rule.lateness_ms} ms behind the source stage's watermark"
-        metrics.check_skipped_late("source")
-        for rule, on in ((STACKED, config.stacked_enabled), (RATE_LIMIT, config.rate_enabled)):
-            if on:
-                checked.skipped[rule] = why
-    else:
-        result = outcome.result
-        source = source_of(click) or ""
-        for finding in result.findings:
-            await send_alert(
-                source,
-                source_alert(finding, source, liverules.book[finding.rule].version, checked),
-                checked.received,
-            )
-        if result.replay:
-            # Read again after a crash: the stages after this one counted it already
-            # (or lose it: under-counting is their one-sided error), never twice.
-            checked.repeat = True
-        if result.stacked:
-            fire(checked, STACKED)
-        if result.over_limit:
-            fire(checked, RATE_LIMIT)
-    await advance(checked, "source", partition)
+#: Key and value of the record that asks a campaign partition to write its sketches.
+FLUSH = b"\x00flush"
 
 
-# -- stages 3 and 4 keep decoded state per partition --------------------------------------
-
-P = TypeVar("P")
-
-
-class PerPartition(dict[int, P], Generic[P]):
-    """This worker's state of each partition, loaded from its table on first use and
-    dropped on revocation (another worker may change it meanwhile)."""
-
-    def __init__(self, load: Callable[[int], P]) -> None:
-        super().__init__()
-        self.load = load
-
-    def __missing__(self, partition: int) -> P:
-        state = self[partition] = self.load(partition)
-        return state
-
-
-source_partitions = PerPartition(
-    lambda partition: KeyedPartition(
-        source_rule, source_table, scan_partition(source_table, partition)
+async def on_campaign(event: EventT) -> None:
+    message = event.message
+    if message.value == FLUSH:
+        states.campaign[message.partition].checkpoint(force=True)
+        return
+    await run_stage(
+        "campaign", message.partition, message.key.decode("utf-8"), Checked.decode(message.value)
     )
-)
 
 
-# -- stage 3: campaign -----------------------------------------------------------------
+async def on_area(event: EventT) -> None:
+    message = event.message
+    data = orjson.loads(message.value)
+    region = message.key.decode("utf-8")
+    if "contribution" in data:
+        cell, t, fraud = data["contribution"]
+        contribute(message.partition, Contribution(region, cell, t, fraud))
+        return
+    await run_stage("area", message.partition, region, Checked.from_dict(data))
 
 
-def _campaign_partition(partition: int) -> CampaignPartition:
-    return CampaignPartition(
-        partition,
-        campaign_table,
-        lambda: heavy_rule,
-        config.lateness_ms,
-        scan_partition(campaign_table, partition),
-        request_flush=_request_flush,
-    )
+# -- the stages' state per partition, and the rules in force ------------------------------
 
 
 def _request_flush(state: CampaignPartition) -> None:
@@ -381,188 +310,31 @@ def _request_flush(state: CampaignPartition) -> None:
     asyncio.get_running_loop().call_later(CHECKPOINT_S, flush)
 
 
-campaign_partitions = PerPartition(_campaign_partition)
-
-
-#: Key and value of the record that asks a campaign partition to write its sketches.
-FLUSH = b"\x00flush"
-
-
-async def on_campaign(event: EventT) -> None:
-    message = event.message
-    if message.value == FLUSH:
-        campaign_partitions[message.partition].checkpoint(force=True)
-        return
-    await campaign_stage(
-        message.partition, message.key.decode("utf-8"), Checked.decode(message.value)
-    )
-
-
-async def campaign_stage(partition: int, key: str, checked: Checked) -> None:
-    _raised_by(checked)
-    click = checked.click
-    campaign = click.campaign_id or ""
-    state = campaign_partitions[partition]
-    watermark = livewatermarks.level(livewatermarks.CLICKS, "campaign")
-    if state.too_late(click.timestamp, watermark):
-        metrics.check_skipped_late("campaign")
-        checked.skipped[HEAVY] = (
-            f"later than {config.lateness_ms} ms behind the campaign stage's watermark"
-        )
-        await advance(checked, "campaign", partition)
-        return
-    sources = {k: v for k, v in {"ip": click.ip, "device": click.device_id}.items() if v}
-    findings, to_alert = state.observe(
-        campaign, click.timestamp, sources, checked.repeat, watermark
-    )
-    if findings:
-        # Each click of a heavy source is marked in its verdict; alerted once a bucket.
-        fire(checked, HEAVY)
-    for finding, bucket in to_alert:
-        await send_alert(
-            campaign,
-            heavy_alert(finding, campaign, bucket, checked, liverules.book[HEAVY].version),
-            checked.received,
-        )
-    state.checkpoint()
-    await advance(checked, "campaign", partition)
-
-
-# -- stage 4: area ---------------------------------------------------------------------
-
-
-area_partitions = PerPartition(
-    lambda partition: AreaPartition(
-        area_table,
-        grid,
-        lambda: location_rule,
-        config.lateness_ms,
-        scan_partition(area_table, partition),
-    )
+#: Every stage's decoded state of each partition this worker handles, loaded from its
+#: table on first use: the heavy hitter and area stages' state per key is too big to
+#: decode per click.
+states = StageStates(
+    adnet_rules(config, liverules.book),
+    grid,
+    config.lateness_ms,
+    lambda stage, partition: (tables[stage], scan_partition(tables[stage], partition)),
+    request_flush=_request_flush,
 )
+#: The campaign stage's, which the HTTP view of a campaign's top sources reads.
+campaign_partitions = states.campaign
+#: The heavy-hitter rule in force (its window is the HTTP view's).
+heavy_rule = states.rules.heavy
 
 
-async def on_area(event: EventT) -> None:
-    message = event.message
-    data = orjson.loads(message.value)
-    region = message.key.decode("utf-8")
-    if "contribution" in data:
-        cell, t, fraud = data["contribution"]
-        contribute(message.partition, region, cell, t, fraud)
-        return
-    await area_stage(message.partition, region, Checked.from_dict(data))
-
-
-def contribute(partition: int, region: str, cell: str, t: int, fraud: bool) -> None:
-    """A neighbouring region's click, counted here; judged by the area's watermark."""
-    watermark = livewatermarks.level(livewatermarks.CLICKS, "area")
-    if not area_partitions[partition].contribute(region, cell, t, fraud, watermark):
-        metrics.check_skipped_late("area-count")
-
-
-async def area_stage(partition: int, region: str, checked: Checked) -> None:
-    _raised_by(checked)
-    state = area_partitions[partition]
-    click = checked.click
-    assert checked.lat is not None and checked.lon is not None
-    cell = grid.cell(checked.lat, checked.lon)
-    fraud = bool(checked.reasons)
-    t = click.timestamp
-    watermark = livewatermarks.level(livewatermarks.CLICKS, "area")
-    if state.too_late(t, watermark):
-        metrics.check_skipped_late("area")
-        checked.skipped[LOCATION] = (
-            f"later than {config.lateness_ms} ms behind the area stage's watermark"
-        )
-    else:
-        # A repeat was counted when first read (its alert, if any, goes again).
-        counts = (
-            state.counts(region)
-            if checked.repeat
-            else state.record(region, cell, t, fraud, watermark)
-        )
-        clicks, frauds = counts.totals(cell, t)
-        if location_rule.fires(clicks, frauds):
-            fire(checked, LOCATION)
-            alert = location_alert(
-                checked,
-                cell,
-                clicks,
-                frauds,
-                location_rule,
-                grid,
-                liverules.book[LOCATION].version,
-            )
-            await send_alert(cell, alert, checked.received)
-        contribution = orjson.dumps({"contribution": [cell, t, fraud]})
-        for other in [] if checked.repeat else grid.regions_reached(cell):
-            if other == region:
-                continue
-            raw = other.encode("utf-8")
-            home = partition_for(raw, settings.partitions)
-            inline = owned.inline(area_topic, home, partition)
-            if inline is None:
-                await outbox.send(area_topic, raw, contribution, partition=home)
-                continue
-            with inline:
-                contribute(home, other, cell, t, fraud)
-    await advance(checked, "area", partition)
-
-
-STAGES = {"source": source_stage, "campaign": campaign_stage, "area": area_stage}
-
-
-# -- new versions of the rules from the ``rules`` topic, applied between two events ------
-
-
-def _source_changed(record: RuleRecord) -> None:
-    global source_rule
-    params = record.params
-    if record.rule == STACKED:
-        source_rule = replace(
-            source_rule,
-            stacked_threshold=params["threshold"],
-            stacked_window_ms=params["window_ms"],
-            stacked_min_ads=params["min_ads"],
-        )
-    else:
-        source_rule = replace(source_rule, per_minute=params["per_minute"], burst=params["burst"])
-    for partition in source_partitions.values():
-        partition.set_rule(source_rule)
-
-
-def _heavy_changed(record: RuleRecord) -> None:
+def _rules_changed(record: RuleRecord) -> None:
+    """A new version from the ``rules`` topic, applied between two events."""
     global heavy_rule
-    params = record.params
-    heavy_rule = replace(
-        heavy_rule, share_threshold=params["share_threshold"], min_clicks=params["min_clicks"]
-    )
-    for partition in campaign_partitions.values():
-        for hitters in partition.campaigns.values():
-            hitters.rule = heavy_rule
+    states.set_rules(adnet_rules(config, liverules.book))
+    heavy_rule = states.rules.heavy
 
 
-def _location_changed(record: RuleRecord) -> None:
-    global location_rule
-    params = record.params
-    location_rule = replace(
-        location_rule, threshold=params["threshold"], min_clicks=params["min_clicks"]
-    )
-
-
-def _rules_from_book() -> None:
-    """The parameters in force at start (``tables/rules.json`` and the environment)."""
-    for name, changed in (
-        (STACKED, _source_changed),
-        (RATE_LIMIT, _source_changed),
-        (HEAVY, _heavy_changed),
-        (LOCATION, _location_changed),
-    ):
-        changed(liverules.book[name])
-        liverules.book.on_change(name, changed)
-
-
-_rules_from_book()
+for _rule in RULES:
+    liverules.book.on_change(_rule, _rules_changed)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -571,9 +343,7 @@ _rules_from_book()
 @app.on_partitions_revoked.connect
 async def _forget_partitions(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
     """A partition may come back after another worker changed its state: reload then."""
-    source_partitions.clear()
-    campaign_partitions.clear()
-    area_partitions.clear()
+    states.clear()
 
 
 #: Stacked ads and the rate limit, per click source.
