@@ -1,7 +1,7 @@
 """Faust wiring of the ad-network checks: stages, their tables, and the verdict.
 
 A click's checks need its state keyed four ways, so it crosses partitioned stages,
-each an agent on an internal topic keyed for its check (README, "Ad-network checks"):
+each an agent on an internal topic keyed for its check (docs/rules.md, "Ad-network checks"):
 
 1. **session** (``fraudapp.clicks.agents``): click bursts; then here, statelessly,
    the IP blocklist and the click's location (its lat/lon, else geo-IP);

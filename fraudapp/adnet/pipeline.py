@@ -1,6 +1,6 @@
 """The ad-network stages' bodies, once, for the live stream and for replay.
 
-A click's checks after its session stage run in three partitioned stages (README,
+A click's checks after its session stage run in three partitioned stages (docs/rules.md,
 "Ad-network checks"), and the live worker and ``fraudapp replay`` must judge a click
 alike, or a backtest says nothing about what the stream would do. So each stage's
 body is a function here of the partition's state, the click and what it is judged by
