@@ -377,16 +377,10 @@ class BulkConsumer(PausesChangelogFetches):
                     if handler is None:
                         await self._deliver_each(tp, batch)
                     else:
-                        last = await self._deliver_bulk(tp, batch, handler, generation)
+                        last = await self._deliver_bulk(tp, batch, handler)
                         if last is not None:
                             handled_any = True
                             caught_up = caught_up and last + 1 >= (self.highwater(tp) or 0)
-                if app.consumer_generation_id != generation and self.flow_active:
-                    # A rebalance came and went while these records were handed over:
-                    # what was cut short is read again from the committed offsets.
-                    self._drop_held()
-                    await self._seek_back()
-                    continue
                 if handled_any and caught_up and self.on_caught_up is not None:
                     self.on_caught_up()
         except self.consumer_stopped_errors:
@@ -414,22 +408,11 @@ class BulkConsumer(PausesChangelogFetches):
             self._n_acked = 0
             await self.commit()
 
-    async def _deliver_bulk(
-        self, tp: TP, batch: Iterable[Any], handler: Handler, generation: int | None = None
-    ) -> int | None:
+    async def _deliver_bulk(self, tp: TP, batch: Iterable[Any], handler: Handler) -> int | None:
         """Hand a partition's fetched records to ``handler`` in order; ack each one
         that was handled (not one cut short by a rebalance or a stop; one cut short by
         alignment is held with the rest of the batch). Returns the last offset
-        handled, if any.
-
-        ``generation`` is the consumer generation the records were fetched in (default:
-        the current one). A record is handed over only while it still is: the commit
-        awaited first, or one inside the batch, can take a whole rebalance, after which
-        faust has resumed the flow, the partition may be another worker's, and the rest
-        of this batch is not this worker's to handle (the caller seeks back)."""
-        app = self.app
-        if generation is None:
-            generation = app.consumer_generation_id
+        handled, if any."""
         await self._commit_if_due(self._commit_every)
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
@@ -457,7 +440,7 @@ class BulkConsumer(PausesChangelogFetches):
                     continue  # behind the read offset (after a seek): faust drops it too
                 if acks and r_offset and offset - r_offset > 1:
                     await self._add_gap(tp, r_offset + 1, offset)
-                if not self.flow_active or app.consumer_generation_id != generation:
+                if not self.flow_active:
                     break
                 timestamp = record.timestamp
                 event = BulkEvent(
