@@ -31,6 +31,8 @@ The interface the rest of fraudapp uses, by module:
 * :mod:`~fraudapp.engine.origin`: the current event's origin and headers.
 * :mod:`~fraudapp.engine.owned`: which partitions this worker owns, kept from the
   consumer's assignment.
+* :mod:`~fraudapp.engine.bulkrestore`: state tables' changelog records applied in
+  bulk while recovery restores their partitions (active and standby).
 * :mod:`~fraudapp.engine.changelogpause`, :mod:`~fraudapp.engine.fetchbuffer`:
   changelog partitions paused in aiokafka too, and what its fetcher holds unread.
 * :mod:`~fraudapp.engine.kafkaio`, :mod:`~fraudapp.engine.httpauth`,

@@ -68,6 +68,7 @@ from mode.utils.futures import notify
 
 from fraudapp.core.settings import DEFAULT_COMMIT_EVERY
 from fraudapp.core.watermarks import Watermarks, ahead
+from fraudapp.engine import bulkrestore
 from fraudapp.engine.changelogpause import PausesChangelogFetches
 from fraudapp.engine.statewrites import StateWrites
 
@@ -344,6 +345,7 @@ class BulkConsumer(PausesChangelogFetches):
         fetcher_should_stop = fetcher._stopped.is_set
         app = self.app
         handlers = self.handlers
+        changelogs = app.tables.changelog_topics
         self.log.info("Records of %s handed over in bulk", ", ".join(sorted(handlers)))
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -375,6 +377,9 @@ class BulkConsumer(PausesChangelogFetches):
                         continue
                     handler = handlers.get(tp.topic)
                     if handler is None:
+                        if tp.topic in changelogs:
+                            # A state table's changelog under recovery: in bulk.
+                            batch = bulkrestore.restore(app.tables.recovery, tp, batch)
                         await self._deliver_each(tp, batch)
                     else:
                         last = await self._deliver_bulk(tp, batch, handler)
