@@ -382,7 +382,7 @@ class BulkConsumer(PausesChangelogFetches):
                             batch = bulkrestore.restore(app.tables.recovery, tp, batch)
                         await self._deliver_each(tp, batch)
                     else:
-                        last = await self._deliver_bulk(tp, batch, handler)
+                        last = await self._deliver_bulk(tp, batch, handler, generation)
                         if last is not None:
                             handled_any = True
                             caught_up = caught_up and last + 1 >= (self.highwater(tp) or 0)
@@ -413,11 +413,25 @@ class BulkConsumer(PausesChangelogFetches):
             self._n_acked = 0
             await self.commit()
 
-    async def _deliver_bulk(self, tp: TP, batch: Iterable[Any], handler: Handler) -> int | None:
+    async def _deliver_bulk(
+        self, tp: TP, batch: Iterable[Any], handler: Handler, generation: int | None = None
+    ) -> int | None:
         """Hand a partition's fetched records to ``handler`` in order; ack each one
         that was handled (not one cut short by a rebalance or a stop; one cut short by
         alignment is held with the rest of the batch). Returns the last offset
-        handled, if any."""
+        handled, if any.
+
+        ``generation``: the consumer generation the records were fetched in (default:
+        the current one). A record is handed over only while it still is, as the
+        fetch loop checks between partitions: the commit awaited first, or one inside
+        the batch, can take a whole rebalance, after which faust has resumed the flow
+        and the partition may be another worker's. What is cut short is neither
+        handled nor acked; faust's seek to the committed offsets after the rebalance
+        reads it again (no seek here: one from this loop while the group coordinator
+        is in a rebalance listener can wait on it for ever)."""
+        app = self.app
+        if generation is None:
+            generation = app.consumer_generation_id
         await self._commit_if_due(self._commit_every)
         acks = self.app.topics.acks_enabled_for(tp.topic)
         r_offset = self._read_offset[tp]
@@ -445,7 +459,7 @@ class BulkConsumer(PausesChangelogFetches):
                     continue  # behind the read offset (after a seek): faust drops it too
                 if acks and r_offset and offset - r_offset > 1:
                     await self._add_gap(tp, r_offset + 1, offset)
-                if not self.flow_active:
+                if not self.flow_active or app.consumer_generation_id != generation:
                     break
                 timestamp = record.timestamp
                 event = BulkEvent(
