@@ -366,14 +366,14 @@ def test_sigkill_mid_backlog_is_exact(kafka_broker, tmp_path: Path) -> None:
 
 
 def test_second_worker_joining_mid_backlog_loses_nothing(kafka_broker, tmp_path: Path) -> None:
-    """30 000 clicks (every check on) wait on the topic; one worker starts on them
+    """16 000 clicks (every check on) wait on the topic; one worker starts on them
     and, once a fifth of the verdicts are out, while it is deep in long bulk batches,
     a second worker joins: the rebalance revokes half of the first one's partitions
     in the middle of a batch. Every alert and verdict is there as the oracle has them,
     and the group has committed every source record once both are idle."""
     space = AppSpace(kafka_broker.bootstrap, "et-join-backlog")
     space.create_topics()
-    clicks = generate_clicks(30_000, seed=415, rate_per_s=200)
+    clicks = generate_clicks(16_000, seed=415, rate_per_s=200)
     arrived = arrival_order(clicks, max_delay_ms=5_000, seed=416)
     space.produce([(c["session_id"], c) for c in arrived])
     first = space.worker(tmp_path / "a")
@@ -389,7 +389,7 @@ def test_second_worker_joining_mid_backlog_loses_nothing(kafka_broker, tmp_path:
     assert joined_at < len(clicks), "the second worker joined after the backlog was done"
     assert behind, "the group never committed every source record"
     assert_exact(
-        f"backlog of 30 000 clicks, a second worker joining after {joined_at:.0f} verdicts",
+        f"backlog of 16 000 clicks, a second worker joining after {joined_at:.0f} verdicts",
         clicks,
         out,
     )

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 CLICKS = 4_000
 TXNS = 400
-OUTAGE_S = 30.0
+OUTAGE_S = 20.0
 
 
 def port_outside_ephemeral_range() -> int:
