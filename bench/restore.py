@@ -113,7 +113,7 @@ def restored(datadir: Path, app_id: str, tps: list[TopicPartition]) -> tuple[int
         path = datadir / "state" / "v1" / "tables" / f"{table}-{tp.partition}.db"
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
         try:
-            for key in db:
+            for key in db.keys():  # noqa: SIM118 - an Rdict has no __iter__
                 if key == OFFSET_KEY:
                     at_end += 1
                 else:
