@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results import write_section  # noqa: E402
-from bench.throughput import run_clicks  # noqa: E402
+from bench.throughput import run_group  # noqa: E402
 from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 
@@ -45,18 +45,11 @@ def main() -> int:
     with KafkaBroker() as broker:
         for run in range(args.runs):
             for workers in COUNTS:
-                seconds, ok, meter = run_clicks(
-                    broker.bootstrap,
-                    clicks,
-                    workdir / f"{workers}-{run}",
-                    all_checks=True,
-                    workers=workers,
-                    cpu={},
+                clicks_s, cpu_s, ok = run_group(
+                    broker.bootstrap, clicks, workdir / f"{workers}-{run}", workers=workers
                 )
-                assert meter is not None
-                used = sum(v for name, v in meter.used.items() if name.startswith("worker-"))
-                cpu[workers].append(used / len(clicks) * 1000)
-                rate[workers].append(len(clicks) / seconds)
+                rate[workers].append(clicks_s)
+                cpu[workers].append(cpu_s)
                 if not ok:
                     wrong.append(f"{workers} workers, run {run + 1}")
                 print(

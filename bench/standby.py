@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results import write_section  # noqa: E402
-from bench.throughput import run_clicks  # noqa: E402
+from bench.throughput import run_group  # noqa: E402
 from fraudapp.cli.brokers import KafkaBroker  # noqa: E402
 from fraudapp.clicks.generate import arrival_order, generate_clicks  # noqa: E402
 
@@ -45,19 +45,15 @@ def main() -> int:
     with KafkaBroker() as broker:
         for run in range(args.runs):
             for standby in ("0", "1"):
-                seconds, ok, meter = run_clicks(
+                clicks_s, cpu_s, ok = run_group(
                     broker.bootstrap,
                     clicks,
                     workdir / f"{standby}-{run}",
-                    all_checks=True,
                     workers=2,
                     env={"TABLE_STANDBY_REPLICAS": standby},
-                    cpu={},
                 )
-                assert meter is not None
-                used = sum(v for name, v in meter.used.items() if name.startswith("worker-"))
-                cpu[standby].append(used / len(clicks) * 1000)
-                rate[standby].append(len(clicks) / seconds)
+                rate[standby].append(clicks_s)
+                cpu[standby].append(cpu_s)
                 if not ok:
                     wrong.append(f"standby {standby}, run {run + 1}")
                 print(

@@ -167,6 +167,25 @@ def run_clicks(
     return elapsed, ok, meter
 
 
+def run_group(
+    bootstrap: str,
+    clicks: list[dict],
+    workdir: Path,
+    *,
+    workers: int,
+    env: dict[str, str] | None = None,
+) -> tuple[float, float, bool]:
+    """One all-checks run of ``workers`` workers of one app (:func:`run_clicks`):
+    clicks/s, the workers' CPU seconds per 1 000 clicks together, and whether the
+    alerts matched the oracle (bench/standby.py, bench/cpuscaling.py)."""
+    seconds, ok, meter = run_clicks(
+        bootstrap, clicks, workdir, all_checks=True, workers=workers, env=env, cpu={}
+    )
+    assert meter is not None
+    used = sum(v for name, v in meter.used.items() if name.startswith("worker-"))
+    return len(clicks) / seconds, used / len(clicks) * 1000, ok
+
+
 def run_atm(
     bootstrap: str,
     txns: list[dict],

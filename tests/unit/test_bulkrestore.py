@@ -78,17 +78,13 @@ class _StoredTable(StateTable):
         return self._store_here
 
 
-def _state_table(db: Rdict) -> StateTable:
-    return _StoredTable(db)
-
-
 def test_restore_applies_a_recovering_partition_and_leaves_its_last_record_as_a_wake_up(
     tmp_path: Path,
 ) -> None:
     db = open_db(tmp_path / "db")
     tp = TP("app-sessions-changelog", 2)
     for standby in (False, True):
-        recovery = _recovery(_state_table(db), tp, standby=standby)
+        recovery = _recovery(_StoredTable(db), tp, standby=standby)
         records = [record(i, f"k{i % 3}".encode(), str(i).encode()) for i in range(100)]
         left = bulkrestore.restore(recovery, tp, records)
         assert left == records[-1:]
@@ -102,7 +98,7 @@ def test_restore_leaves_everything_to_faust_where_it_does_not_apply(tmp_path: Pa
     db = open_db(tmp_path / "db")
     tp = TP("app-sessions-changelog", 0)
     records = [record(0, b"a", b"1"), record(1, b"b", b"2")]
-    elsewhere = _recovery(_state_table(db), TP("app-sessions-changelog", 1))
+    elsewhere = _recovery(_StoredTable(db), TP("app-sessions-changelog", 1))
     assert bulkrestore.restore(elsewhere, tp, records) == records  # not being restored
     global_table = _recovery(object(), tp)  # not a StateTable: its callbacks run in faust
     assert bulkrestore.restore(global_table, tp, records) == records
