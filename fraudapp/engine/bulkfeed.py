@@ -335,7 +335,26 @@ class BulkConsumer(PausesChangelogFetches):
             self.resume_partitions(dropped)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        """Finish and commit what was taken before faust forgets it (faust-streaming
+        #502).
+
+        faust's ``on_partitions_revoked`` drops the revoked partitions' acked offsets
+        *before* its app stops the flow, waits for what is in flight and commits, so
+        everything handled since the last timed commit (up to
+        ``broker_commit_interval``, 2.8 s) was read and handled again by whoever got
+        the partition; aiokafka's eager rebalance revokes every partition, moving or
+        not. A worker joining a busy group re-handled seconds of traffic
+        (``tests/integration/test_rebalance_load.py``: 188 clicks at the join, 602 at
+        a restart, before). So the same steps, in faust's order, come first here:
+        stop the flow, let the batch in flight finish, commit (``wait_empty`` does
+        both; the generation is still valid in the listener, and outputs are flushed
+        first as in every commit); faust's own then find nothing left to do.
+        """
         self._drop_held()
+        if not self.app.should_stop and self.assignment():
+            self.stop_flow()
+            self.app.flow_control.suspend()
+            await self.wait_empty()
         await super().on_partitions_revoked(revoked)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - loop
