@@ -11,6 +11,12 @@ changed ``faust.App`` argument) would run without error and lose or repeat recor
   would make faust produce through transactions the outbox does not take part in.
 * a producer on the event loop (not ``producer_threaded``): the outbox hooks the
   producer's flush and sends through it from the loop.
+* ``consumer_auto_offset_reset`` earliest: recovery seeks to one below a changelog's
+  first offset, and to persisted offsets a truncated changelog may no longer hold;
+  with ``latest`` the reset jumps to the end, nothing is read and recovery waits for
+  ever (faust-streaming #176, #651); a new input partition would also skip its first
+  records. faust's settings take ``CONSUMER_AUTO_OFFSET_RESET`` from the
+  environment over the app's own argument, hence a check at start.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ def broken(conf: Any) -> list[str]:
         )
     if conf.producer_threaded:
         out.append("producer_threaded is on (the outbox sends from the event loop)")
+    if conf.consumer_auto_offset_reset != "earliest":
+        out.append(
+            f"consumer_auto_offset_reset is {conf.consumer_auto_offset_reset} (recovery of a"
+            " truncated changelog would never end, faust-streaming #176/#651: earliest only)"
+        )
     return out
 
 

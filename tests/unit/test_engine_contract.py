@@ -248,9 +248,20 @@ def test_faust_defaults_keep_the_engine_invariants_and_others_are_refused() -> N
         stream_wait_empty=False,
         processing_guarantee="exactly_once",
         producer_threaded=True,
+        consumer_auto_offset_reset="latest",
     )
     wrong = broken(app.conf)
-    assert len(wrong) == 3
+    assert len(wrong) == 4
     assert any("stream_wait_empty" in w for w in wrong)
     assert any("exactly_once" in w for w in wrong)
     assert any("producer_threaded" in w for w in wrong)
+    assert any("consumer_auto_offset_reset is latest" in w for w in wrong)
+
+
+def test_the_environment_cannot_slip_an_offset_reset_past_the_app(monkeypatch) -> None:
+    """faust takes ``CONSUMER_AUTO_OFFSET_RESET`` from the environment over the app's
+    explicit argument (what fraudapp's app.py passes): the start check sees it."""
+    monkeypatch.setenv("CONSUMER_AUTO_OFFSET_RESET", "latest")
+    app = faust.App("contract-test-3", consumer_auto_offset_reset="earliest")
+    assert app.conf.consumer_auto_offset_reset == "latest"
+    assert any("consumer_auto_offset_reset" in w for w in broken(app.conf))
