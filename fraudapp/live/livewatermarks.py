@@ -145,6 +145,14 @@ async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None
     watermarks.assign(((tp.topic, tp.partition) for tp in assigned or ()), time.monotonic())
     generation = watermarks.generation
     sources = watermarks.source_partitions()
+    if assigned and not sources:
+        log.warning(
+            "this worker was assigned no partition of the input topics: with standby"
+            " replicas, faust leaves a newcomer idle when the others already hold"
+            " ceil(partitions / workers) each (faust-streaming #93); run a number of"
+            " workers that divides FRAUDAPP_PARTITIONS (%d), or TABLE_STANDBY_REPLICAS=0",
+            settings.partitions,
+        )
     internal = [
         (topic, partition)
         for topic in sorted(MARKER_TOPICS)

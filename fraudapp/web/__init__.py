@@ -108,10 +108,15 @@ def is_ready() -> tuple[bool, dict[str, Any]]:
     assignment = app.consumer.assignment() if app.consumer else set()
     recovery_done = app.tables.recovery.completed.is_set()
     connected = broker_connected()
+    sources = {settings.topics.clicks, settings.topics.atm_txns}
     info: dict[str, Any] = {
         "rebalancing": bool(app.rebalancing),
         "recovery_completed": recovery_done,
         "assigned_partitions": len(assignment),
+        # The input topics' partitions alone: every worker is also assigned every
+        # partition of the global tables' topics, which would hide one left with no
+        # input (faust-streaming #93, docs/operations.md).
+        "input_partitions": sum(1 for tp in assignment if tp.topic in sources),
         "broker_connected": connected,
         "url": str(app.conf.canonical_url),
     }
