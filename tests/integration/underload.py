@@ -155,6 +155,10 @@ class Step:
     #: Seconds from the step until the worker taking partitions over answered the
     #: sampled sessions as their owner; None if it never did within the bound.
     answered_s: float | None = None
+    #: The group's consumer lag (records) when the step was taken.
+    lag: float | None = None
+    #: Clicks sent in this phase.
+    sent: int = 0
     #: Latency (ms) of each alert whose click was sent in this phase, with its rule.
     latencies: list[tuple[str, float]] = field(default_factory=list)
     #: Verdicts beyond one per click record sent that arrived in this phase: clicks
@@ -181,6 +185,10 @@ class LoadRun:
     steps: list[Step]
     clicks: int
     sent_s: float
+    #: The clicks ran out before the last phase ended (the steps' waits were long).
+    ran_out: bool
+    #: Seconds from the last click sent until every click had its verdict.
+    drain_s: float
     #: Per exact rule: alert ids the oracle wants that never came / came unwanted.
     missing: dict[str, int]
     unwanted: dict[str, int]
@@ -264,6 +272,12 @@ def rebalance_under_load(
     verdicts = TopicReader(space.bootstrap, space.topics["verdicts"])
     producer = PacedProducer(space.bootstrap, space.topics["clicks"], clicks, rate)
     steps: list[Step] = []
+
+    def took(step: Step) -> None:
+        at = (step.at_ms - steps[0].at_ms) / 1000.0
+        answered = "" if step.answered_s is None else f", answered after {step.answered_s:.1f} s"
+        print(f"  {step.name} at {at:.0f} s{answered}", flush=True)
+
     try:
         first.start()
         first.wait_ready(120)
@@ -282,41 +296,50 @@ def rebalance_under_load(
             if left > 0:
                 time.sleep(left)
 
+        def group_lag(*workers: WorkerProcess) -> float | None:
+            lags = [metric(w, "fraudapp_consumer_lag") for w in workers]
+            return None if None in lags else sum(lag for lag in lags if lag is not None)
+
         wait_phase(steps[-1])
-        steps.append(Step("second worker joins", wall_ms()))
+        steps.append(Step("second worker joins", wall_ms(), lag=group_lag(first)))
         second.start()
         second.wait_ready(120)
         time_to_answer(steps[-1], second, producer, False, answer_bound_s)
+        took(steps[-1])
         wait_phase(steps[-1])
 
         assert second.proc is not None
-        steps.append(Step("second worker SIGKILLed", wall_ms()))
+        steps.append(Step("second worker SIGKILLed", wall_ms(), lag=group_lag(first, second)))
         os.kill(second.proc.pid, signal.SIGKILL)
         second.proc.wait(timeout=10)
         time_to_answer(steps[-1], first, producer, True, answer_bound_s)
+        took(steps[-1])
         wait_phase(steps[-1])
         # The survivor re-reads what the dead worker had not committed: let it catch
         # up, so that what is handled again after the restart is the restart's.
         caught_up(first, rate)
 
-        steps.append(Step("second worker restarts", wall_ms()))
+        steps.append(Step("second worker restarts", wall_ms(), lag=group_lag(first)))
         second.start()
         second.wait_ready(120)
         time_to_answer(steps[-1], second, producer, False, answer_bound_s)
+        took(steps[-1])
         wait_phase(steps[-1])
         owning = sum(1 for w in (first, second) if input_partitions(w, space))
-        assert producer.is_alive(), f"the clicks ran out: {len(clicks)} is too few"
+        ran_out = not producer.is_alive()
         producer.halt.set()
         producer.join(timeout=60)
         if producer.error:
             raise producer.error
         clicks = clicks[: producer.count]
         sent_s = time.perf_counter() - sent_from
+        drain_from = time.perf_counter()
         wait_for(
             lambda: set(producer.sent) <= {v["click_id"] for _, v in verdicts.records},
             timeout=300,
             interval=1.0,
         )
+        drain_s = time.perf_counter() - drain_from
         for reader in (alerts, verdicts):
             reader.stop()
     finally:
@@ -328,6 +351,8 @@ def rebalance_under_load(
     def phase_at(ms: float) -> Step:
         return [s for s in steps if s.at_ms <= ms][-1]
 
+    for sent_ms in producer.sent.values():
+        phase_at(sent_ms).sent += 1
     trace: list[tuple[float, str, float]] = []
     first_arrival: dict[str, tuple[float, dict[str, Any]]] = {}
     for arrived, alert in alerts.records:
@@ -361,6 +386,8 @@ def rebalance_under_load(
         steps=steps,
         clicks=len(clicks),
         sent_s=sent_s,
+        ran_out=ran_out,
+        drain_s=drain_s,
         missing={r: len(ids - found.get(r, set())) for r, ids in wanted.items()},
         unwanted={r: len(found.get(r, set()) - ids) for r, ids in wanted.items()},
         blocklist_missing=len(listed - found.get("ip_blocklist", set())),
@@ -397,8 +424,9 @@ def caught_up(worker: WorkerProcess, rate: float, timeout: float = 90.0) -> None
 
 
 TABLE_HEAD = [
-    "| phase | alerts | p50 ms | p99 ms | max ms | new owner answered | clicks handled again |",
-    "|---|---|---|---|---|---|---|",
+    "| phase | alerts | p50 ms | p99 ms | max ms | lag at the step | new owner answered"
+    " | clicks handled again |",
+    "|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -412,9 +440,10 @@ def table(run: LoadRun) -> list[str]:
             if step is run.steps[0]
             else ("never" if step.answered_s is None else f"{step.answered_s:.1f} s")
         )
+        lag = "—" if step.lag is None else f"{step.lag:,.0f}"
         rows.append(
             f"| {step.name} | {len(step.latencies):,} | {p50:,.0f} | {p99:,.0f}"
-            f" | {top:,.0f} | {answered} | {step.rehandled:,} |"
+            f" | {top:,.0f} | {lag} | {answered} | {step.rehandled:,} |"
         )
     return rows
 
