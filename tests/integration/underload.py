@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from fraudapp.adnet import oracle
 from fraudapp.cli.workerproc import WorkerProcess
@@ -315,9 +316,11 @@ def rebalance_under_load(
         time_to_answer(steps[-1], first, producer, True, answer_bound_s)
         took(steps[-1])
         wait_phase(steps[-1])
-        # The survivor re-reads what the dead worker had not committed: let it catch
-        # up, so that what is handled again after the restart is the restart's.
-        caught_up(first, rate)
+        # The survivor re-reads what the dead worker had not committed: let it commit
+        # past everything there was when it took over (its lag gauge can read low
+        # before it has even fetched them), so that what is handled again after the
+        # restart is the restart's.
+        committed_past(space, time.monotonic() + 90)
 
         steps.append(Step("second worker restarts", wall_ms(), lag=group_lag(first)))
         second.start()
@@ -414,13 +417,34 @@ def input_partitions(worker: WorkerProcess, space: AppSpace) -> int:
     return sum(1 for name in body.get("sources", {}) if name.startswith(prefix))
 
 
-def caught_up(worker: WorkerProcess, rate: float, timeout: float = 90.0) -> None:
-    """Wait until ``worker``'s consumer lag is under a second of traffic."""
-    wait_for(
-        lambda: (metric(worker, "fraudapp_consumer_lag") or float("inf")) < rate,
-        timeout=timeout,
-        interval=0.5,
-    )
+def committed_past(space: AppSpace, deadline: float) -> bool:
+    """Wait (until ``deadline``, monotonic) for the group to commit, on every partition
+    it commits, at least the end offset that partition has now; whether it did."""
+    ends = asyncio.run(_group_offsets(space))[1]
+    while time.monotonic() < deadline:
+        committed = asyncio.run(_group_offsets(space))[0]
+        if all(committed.get(tp, 0) >= end for tp, end in ends.items()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+async def _group_offsets(space: AppSpace) -> tuple[dict[Any, int], dict[Any, int]]:
+    """The group's committed offsets and those partitions' end offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=space.bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(space.name)
+    finally:
+        await admin.close()
+    committed = {tp: meta.offset for tp, meta in found.items() if meta.offset >= 0}
+    consumer = AIOKafkaConsumer(bootstrap_servers=space.bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(committed))
+    finally:
+        await consumer.stop()
+    return committed, dict(ends)
 
 
 TABLE_HEAD = [
