@@ -107,6 +107,7 @@ def run_clicks(
     backlog: bool = False,
     cpu: dict[str, int] | None = None,
     code: Path | None = None,
+    partitions: int = 4,
 ) -> tuple[float, bool, CpuMeter | None]:
     """Clicks through ``workers`` workers of one app (timed once all have their
     partitions); correct when the exact checks' alerts equal their oracles (with all
@@ -122,7 +123,7 @@ def run_clicks(
     click produced to the last verdict read back, producing included."""
     if backlog and workers != 1:
         raise ValueError("a backlog is timed on one worker: a second would join mid-run")
-    space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks")
+    space = AppSpace(bootstrap, "bench-checks" if all_checks else "bench-clicks", partitions)
     space.create_topics()
     if backlog:
         space.produce([(c["session_id"], c) for c in clicks])
@@ -174,12 +175,20 @@ def run_group(
     *,
     workers: int,
     env: dict[str, str] | None = None,
+    partitions: int = 4,
 ) -> tuple[float, float, bool]:
     """One all-checks run of ``workers`` workers of one app (:func:`run_clicks`):
     clicks/s, the workers' CPU seconds per 1 000 clicks together, and whether the
     alerts matched the oracle (bench/standby.py, bench/cpuscaling.py)."""
     seconds, ok, meter = run_clicks(
-        bootstrap, clicks, workdir, all_checks=True, workers=workers, env=env, cpu={}
+        bootstrap,
+        clicks,
+        workdir,
+        all_checks=True,
+        workers=workers,
+        env=env,
+        cpu={},
+        partitions=partitions,
     )
     assert meter is not None
     used = sum(v for name, v in meter.used.items() if name.startswith("worker-"))
