@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
 from fraudapp.cli.workerproc import WorkerProcess
 from fraudapp.core.timeparse import parse_event_time
 from fraudapp.engine import kafkaio
@@ -181,3 +184,30 @@ def wait_until_idle(worker: WorkerProcess, timeout: float = 600.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError("the worker never caught up")
+
+
+def group_offsets(space: AppSpace) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The space's consumer group's committed offsets (the partitions it has committed)
+    and those partitions' end offsets now."""
+    return asyncio.run(_group_offsets(space.bootstrap, space.name))
+
+
+async def _group_offsets(
+    bootstrap: str, group: str
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    committed = {tp: meta.offset for tp, meta in found.items()}
+    if not committed:
+        return {}, {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(list(committed))
+    finally:
+        await consumer.stop()
+    return committed, dict(ends)

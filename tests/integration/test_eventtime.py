@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from fraudapp.adnet import oracle
 from fraudapp.atm.generate import generate_txns
@@ -41,7 +40,14 @@ from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
 from fraudapp.engine import kafkaio
 from tests.integration import kcat
-from tests.integration.helpers import AppSpace, as_oracle_row, metric, running, wait_for
+from tests.integration.helpers import (
+    AppSpace,
+    as_oracle_row,
+    group_offsets,
+    metric,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -397,27 +403,17 @@ def test_second_worker_joining_mid_backlog_loses_nothing(kafka_broker, tmp_path:
 
 def all_committed(space: AppSpace) -> dict[str, int] | None:
     """The source's uncommitted records per partition once they are all 0, else None."""
-    behind = asyncio.run(uncommitted_sources(space))
+    behind = uncommitted_sources(space)
     return behind if behind and not any(behind.values()) else None
 
 
-async def uncommitted_sources(space: AppSpace) -> dict[str, int]:
+def uncommitted_sources(space: AppSpace) -> dict[str, int]:
     """Records of the source topic between the group's committed offsets and its ends
     (an empty dict until the group has committed anything)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=space.bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(space.name)
-    finally:
-        await admin.close()
+    committed, ends = group_offsets(space)
     source = space.topics["clicks"]
-    tps = [tp for tp in committed if tp.topic == source]
-    if not tps:
-        return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=space.bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return {f"{tp.topic}[{tp.partition}]": ends[tp] - committed[tp].offset for tp in tps}
+    return {
+        f"{tp.topic}[{tp.partition}]": ends[tp] - offset
+        for tp, offset in committed.items()
+        if tp.topic == source
+    }
