@@ -20,35 +20,21 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
-from tests.integration.helpers import AppSpace, running, wait_for
+from tests.integration.helpers import AppSpace, group_offsets, running, wait_for
 from tests.integration.test_click_pipeline import check_alerts
 
 MALFORMED = [b"not json", b"[1, 2]", b'{"click_id": 5}', b"\xff\xfe"]
 
 
-async def uncommitted(bootstrap: str, group: str) -> dict[str, int]:
+def uncommitted(space: AppSpace) -> dict[str, int]:
     """Records per topic between the group's committed offsets and the ends."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    if not committed:
-        return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(list(committed))
-    finally:
-        await consumer.stop()
+    committed, ends = group_offsets(space)
     behind: dict[str, int] = {}
-    for tp, meta in committed.items():
-        behind[tp.topic] = behind.get(tp.topic, 0) + ends[tp] - meta.offset
+    for tp, offset in committed.items():
+        behind[tp.topic] = behind.get(tp.topic, 0) + ends[tp] - offset
     return behind
 
 
@@ -86,13 +72,13 @@ def test_every_record_handled_and_committed(kafka_broker, tmp_path: Path, delive
         # faust commits every few seconds; wait for a commit after the last ack.
         behind = wait_for(
             lambda: (
-                (b := asyncio.run(uncommitted(space.bootstrap, space.name)))
+                (b := uncommitted(space))
                 and space.topics["clicks"] in b
                 and not any(b.values())
                 and b
             ),
             timeout=60.0,
-        ) or asyncio.run(uncommitted(space.bootstrap, space.name))
+        ) or uncommitted(space)
         status, metrics = worker.get("/metrics", timeout=5)
     # What the consumer fetched and nobody read (fraudapp.engine.fetchbuffer): never a
     # changelog of the worker's own tables (fraudapp.engine.changelogpause).

@@ -49,7 +49,7 @@ def test_rebalances_under_load_lose_nothing(kafka_broker, tmp_path: Path) -> Non
     assert run.owners_after_restart == 2, "the restarted worker got no partitions (#93)"
     # faust-streaming #502 dropped the acks since the last timed commit before the
     # revoke-time commit: this test's join re-handled 188 clicks (7.5 % of the phase)
-    # and its restart 602 (24 %) before the fix. Since, the restart 0 in every run;
+    # and its restart 602 (24 %) before the fix. Since, the restart 0 in each run read;
     # the join 0 in most, but 86 (3.5 %) in one run here and 97 of 30 000 in one
     # bench/rebalance.py run, cause not found. The bound keeps the defect out and
     # leaves that residual visible (printed above). Only the SIGKILL's re-reads are
