@@ -286,7 +286,9 @@ def _dead_value(dead: dict[str, Any]) -> bytes | None:
 
 
 def test_every_fuzzed_record_is_accounted_for_once(space: AppSpace, worker: WorkerProcess) -> None:
-    assert len(LEDGER) > 10_000, "the fuzzing test did not run first"
+    # Its examples' sizes are random: 200 gave 9 607 records in one CI run, ~12 000 on
+    # average; the guard only asks that it ran (it was 10 000 for 400 examples).
+    assert len(LEDGER) > EXAMPLES * 20, "the fuzzing test did not run first"
     # Wait for the worker to catch up: verdicts + dead letters >= records.
     deadline = time.monotonic() + 600
     out: dict[str, list[dict[str, Any]]] = {}
