@@ -195,6 +195,14 @@ class Topics:
     ip_blocklist: str = "ip-blocklist"
     rules: str = "rules"
     shadow_alerts: str = "shadow-alerts"
+    #: Each case's state, keyed by case id (compacted; :mod:`fraudapp.core.cases`).
+    cases: str = "cases"
+    #: Analysts' labels of alerts and cases, keyed by their id (compacted).
+    labels: str = "labels"
+    #: The snooze in force per case, keyed by case id (compacted).
+    snoozes: str = "snoozes"
+    #: The audit log of actions: snoozes, automatic blocks and their lifting.
+    actions: str = "actions"
 
     @property
     def clicks_by_session(self) -> str:
@@ -220,11 +228,19 @@ class Topics:
             self.shadow_alerts,
             self.dead_letter,
             self.atm_txns,
+            self.actions,
         ]
 
     def compacted(self) -> list[str]:
         """Reference-data topics, one current record per key."""
-        return [self.accounts, self.ip_blocklist, self.rules]
+        return [
+            self.accounts,
+            self.ip_blocklist,
+            self.rules,
+            self.cases,
+            self.labels,
+            self.snoozes,
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +356,20 @@ class NotifySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseSettings:
+    """Cases (:mod:`fraudapp.core.cases`): when a quiet case resolves, how often an
+    active one writes its state, how long a resolved one is kept; all event time."""
+
+    enabled: bool = True
+    quiet_ms: int = 600_000
+    update_every_ms: int = 300_000
+    keep_ms: int = 7 * 86_400_000
+
+
+_CASES = CaseSettings()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration; see docs/configuration.md for each variable."""
 
@@ -421,6 +451,7 @@ class Settings:
     atm: AtmSettings = field(default_factory=AtmSettings)
     adnet: AdnetSettings = field(default_factory=AdnetSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    cases: CaseSettings = field(default_factory=CaseSettings)
     rocksdb: RocksDBBudget = field(default_factory=RocksDBBudget)
 
     @classmethod
@@ -479,6 +510,10 @@ class Settings:
                 ip_blocklist=_str(env, "IP_BLOCKLIST_TOPIC", t.ip_blocklist),
                 rules=_str(env, "RULES_TOPIC", t.rules),
                 shadow_alerts=_str(env, "SHADOW_ALERTS_TOPIC", t.shadow_alerts),
+                cases=_str(env, "CASES_TOPIC", t.cases),
+                labels=_str(env, "LABELS_TOPIC", t.labels),
+                snoozes=_str(env, "SNOOZES_TOPIC", t.snoozes),
+                actions=_str(env, "ACTIONS_TOPIC", t.actions),
             ),
             click_burst=ClickBurstSettings(
                 threshold=_int(env, "CLICK_BURST_THRESHOLD", 3, minimum=1),
@@ -502,6 +537,14 @@ class Settings:
                 backoff_max_s=_float(env, "NOTIFY_BACKOFF_MAX_S", 30.0),
                 timeout_s=_float(env, "NOTIFY_TIMEOUT_S", 10.0),
             ),
+            cases=CaseSettings(
+                enabled=_bool(env, "CASES_ENABLED", True),
+                quiet_ms=_int(env, "CASE_QUIET_MS", _CASES.quiet_ms, minimum=1),
+                update_every_ms=_int(
+                    env, "CASE_UPDATE_EVERY_MS", _CASES.update_every_ms, minimum=1
+                ),
+                keep_ms=_int(env, "CASE_KEEP_MS", _CASES.keep_ms, minimum=0),
+            ),
             rocksdb=RocksDBBudget(
                 write_buffer_mb=_int(env, "ROCKSDB_WRITE_BUFFER_MB", r.write_buffer_mb, minimum=1),
                 write_buffers=_int(env, "ROCKSDB_WRITE_BUFFERS", r.write_buffers, minimum=2),
@@ -514,6 +557,11 @@ class Settings:
     def alert_index_topic(self) -> str:
         """Internal topic of the alert index (fraudapp.live.alertindex), one per app."""
         return f"{self.app_id}-alert-index"
+
+    @property
+    def case_feed_topic(self) -> str:
+        """Internal topic that brings each alert to its case's partition (fraudapp.live.cases)."""
+        return f"{self.app_id}-case-feed"
 
     def describe(self) -> dict[str, object]:
         """Flat view for logs and ``fraudapp demo`` output; secrets masked."""
