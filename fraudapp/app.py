@@ -59,6 +59,7 @@ def use_event_loop(name: str) -> None:
 #: them, so any of them, or any module they use, can be imported first.
 MODULES = (
     "fraudapp.live.livewatermarks",
+    "fraudapp.live.cases",
     "fraudapp.live.notify",
     "fraudapp.web",
     "fraudapp.adnet.agents",
@@ -68,6 +69,7 @@ MODULES = (
     "fraudapp.clicks.agents",
     "fraudapp.web.clicks_view",
     "fraudapp.web.alerts_view",
+    "fraudapp.web.cases_view",
     "fraudapp.web.dashboard",
     "fraudapp.web.metrics_view",
     "fraudapp.web.rules_view",
@@ -197,9 +199,9 @@ async def declare_outputs() -> None:
 _extra_outputs: list[faust.TopicT] = []
 
 
-def output_topic(name: str) -> faust.TopicT:
+def output_topic(name: str, **kwargs: object) -> faust.TopicT:
     """An output topic of a domain module, declared at start-up with the shared ones."""
-    topic = internal_topic(name)
+    topic = internal_topic(name, **kwargs)
     _extra_outputs.append(topic)
     return topic
 

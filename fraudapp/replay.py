@@ -48,11 +48,14 @@ from fraudapp.clicks.detect import RULE_NAME as BURST
 from fraudapp.clicks.detect import BurstRule, burst_alert
 from fraudapp.clicks.models import decode_click
 from fraudapp.core.badinput import BadInput
+from fraudapp.core.caseids import case_of
+from fraudapp.core.cases import CasePartition, CasePolicy
 from fraudapp.core.eventtime import StreamTime
 from fraudapp.core.keyed import KeyedPartition
 from fraudapp.core.partitioning import partition_for
 from fraudapp.core.rulebook import RuleBook, RuleRecord
 from fraudapp.core.settings import Settings
+from fraudapp.core.timedomains import alert_lateness_ms
 
 
 @dataclass
@@ -71,6 +74,10 @@ class Outcome:
     #: The clicks' verdicts (``click-verdicts``), kept only when asked for: a backtest
     #: of millions of clicks is about its alerts.
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    #: The records the case stage would write to ``cases`` (each case's transitions).
+    case_records: list[dict[str, Any]] = field(default_factory=list)
+    #: The cases at the end, by id.
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def kind_of(obj: Mapping[str, Any]) -> str:
@@ -132,6 +139,21 @@ class Backtest:
         self.click_time = StreamTime()
         self.txn_time = StreamTime()
         self.out = Outcome()
+        #: The case stage, one partition per domain (cases do not interact).
+        cases = settings.cases
+        self.case_stores: dict[str, dict[bytes, bytes]] = {"clicks": {}, "atm": {}}
+        self.case_stage = {
+            domain: CasePartition(
+                CasePolicy(
+                    cases.quiet_ms,
+                    alert_lateness_ms(settings, domain),
+                    cases.update_every_ms,
+                    cases.keep_ms,
+                ),
+                self.case_stores[domain],
+            )
+            for domain in ("clicks", "atm")
+        }
 
     @property
     def rules(self) -> AdnetRules:
@@ -150,10 +172,28 @@ class Backtest:
 
     def _send(self, alert: dict[str, Any]) -> None:
         mode = self.book.route(alert)
+        if mode is None:
+            return
+        alert["case_id"] = case_of(alert)
         if mode == "live":
             self.out.alerts.append(alert)
+            self._fold(alert)
         elif mode == "shadow":
             self.out.shadow.append(alert)
+
+    def _fold(self, alert: dict[str, Any]) -> None:
+        """Into its case, as the case stage would (no action is carried out here)."""
+        domain = "atm" if alert["rule"] == ATM else "clicks"
+        clock = self.txn_time if domain == "atm" else self.click_time
+        _, changes = self.case_stage[domain].add(alert, clock.seen)
+        for change in changes:
+            record = change.as_record()
+            self.out.case_records.append(record or {"case_id": change.case_id, "expired": True})
+            if record is None:
+                self.out.cases.pop(change.case_id, None)
+        case = self.case_stage[domain].case(alert["case_id"])
+        if case is not None:
+            self.out.cases[alert["case_id"]] = case
 
     # -- events ---------------------------------------------------------------------------
 

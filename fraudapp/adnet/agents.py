@@ -63,7 +63,7 @@ from fraudapp.core.reference import tables_dir
 from fraudapp.core.rulebook import RuleRecord
 from fraudapp.engine.globaltable import TopicGlobalTable, reference_table
 from fraudapp.engine.tablescan import scan_partition
-from fraudapp.live import liverules, livewatermarks, metrics
+from fraudapp.live import cases, liverules, livewatermarks, metrics
 from fraudapp.live.outputs import send_alert
 from fraudapp.live.recordagent import record_agent
 from fraudapp.live.send import raised_by, send_dead_letter, send_json
@@ -157,6 +157,14 @@ def blocklist() -> Blocklist:
         _blocklist = built
         log.info("IP blocklist ready: %s", built)
     return _blocklist
+
+
+def _listed(ip: str) -> bool:
+    """Whether ``ip`` is blocked now (the case stage's actions leave those alone)."""
+    return config.blocklist_enabled and blocklist().match(ip) is not None
+
+
+cases.is_blocked = _listed
 
 
 def location_of(click: Click) -> dict[str, Any] | None:

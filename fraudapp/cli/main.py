@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from fraudapp.cli import replaycli, rulescli
+from fraudapp.cli import casescli, replaycli, rulescli
 from fraudapp.core.reference import tables_dir
 from fraudapp.core.settings import Settings
 from fraudapp.engine import kafkaio
@@ -437,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rulescli.add_parser(sub)
     replaycli.add_parser(sub)
+    casescli.add_parser(sub)
     return parser
 
 

@@ -40,6 +40,13 @@ FARM_URL = "https://ads.example/casino"
 FARM_CAMPAIGN = "cmp-casino"
 
 
+#: The demo's recurring fraudsters (:func:`live_clicks`).
+BOTS = 6
+STACKERS = 4
+LISTED = 6
+FARM_SESSIONS = 2
+
+
 def blocklisted_ip(rng: random.Random) -> str:
     """An address on the shipped blocklist (``tables/blocklist``): a single listed IP,
     one inside a listed IPv4 range, or one inside the listed IPv6 range."""
@@ -155,19 +162,23 @@ def generate_clicks(
 
 
 def _blocklisted_session(
-    rng: random.Random, clicks: list[dict[str, Any]], session: str, t: int
+    rng: random.Random, clicks: list[dict[str, Any]], session: str, t: int, ip: str | None = None
 ) -> None:
-    ip = blocklisted_ip(rng)
+    ip = ip or blocklisted_ip(rng)
     for _ in range(rng.randint(1, 3)):
         t += int(rng.expovariate(1 / 4_000))
         clicks.append(_click(rng, session, rng.choice(URLS), t, ip))
 
 
 def _stacking_session(
-    rng: random.Random, clicks: list[dict[str, Any]], session: str, t: int
+    rng: random.Random,
+    clicks: list[dict[str, Any]],
+    session: str,
+    t: int,
+    device: str | None = None,
 ) -> None:
     """One click on a page with ads stacked on top of each other: a click each."""
-    device = f"stack-{session}"
+    device = device or f"stack-{session}"
     ip = _ip(rng)
     for url in rng.sample(URLS, rng.randint(3, 4)):
         click = _click(rng, session, url, t + rng.choice((0, 0, rng.randrange(150))), ip)
@@ -205,8 +216,17 @@ def live_clicks(*, seed: int, now_ms: Callable[[], int]) -> Iterator[dict[str, A
     Every check gets traffic: about one session in seven is a bot clicking one ad 3-5
     times (most from the Lagos hotspot); stacked ads, blocklisted IPs and the casino
     click farm (heavy hitter, over the rate limit) come along every few seconds.
+
+    The fraud comes from a few recurring actors, as it does in real traffic: a handful
+    of bots that keep their session and IP, a few pages whose ads are stacked (one
+    device each), a short list of listed IPs. A stream that invented a new identity for
+    every fraudulent visit would make one case of every visit, which is not what the
+    people the cases are for see (docs/cases.md).
     """
     rng = random.Random(seed)
+    bots = [(f"bot-{seed}-{n}", _ip(rng, hotspot=n < 4), rng.choice(URLS)) for n in range(BOTS)]
+    stackers = [f"stack-{seed}-{n}" for n in range(STACKERS)]
+    listed = [blocklisted_ip(rng) for _ in range(LISTED)]
     session_no = 0
     while True:
         session_no += 1
@@ -214,17 +234,20 @@ def live_clicks(*, seed: int, now_ms: Callable[[], int]) -> Iterator[dict[str, A
         kind = rng.random()
         batch: list[dict[str, Any]] = []
         if kind < 0.03:
-            _blocklisted_session(rng, batch, session, 0)
+            _blocklisted_session(rng, batch, session, 0, ip=rng.choice(listed))
         elif kind < 0.07:
-            _stacking_session(rng, batch, session, 0)
+            _stacking_session(rng, batch, session, 0, device=rng.choice(stackers))
         elif kind < 0.17:
-            _farm_clicks(rng, batch, session, 0)
+            _farm_clicks(rng, batch, f"farm-{seed}-{rng.randrange(FARM_SESSIONS)}", 0)
+        elif rng.random() < 0.15:
+            bot, ip, url = rng.choice(bots)
+            for _ in range(rng.randint(3, 5)):
+                batch.append(_click(rng, bot, url, 0, ip))
         else:
-            burst = rng.random() < 0.15
-            ip = _ip(rng, hotspot=burst and rng.random() < 0.7)
+            ip = _ip(rng)
             url = rng.choice(URLS)
             device = f"dev-live-{seed}-{session_no}" if rng.random() < 0.3 else None
-            for _ in range(rng.randint(3, 5) if burst else rng.randint(1, 2)):
+            for _ in range(rng.randint(1, 2)):
                 click = _click(rng, session, url, 0, ip)
                 if device:
                     click["device_id"] = device

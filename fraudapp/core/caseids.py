@@ -28,10 +28,11 @@ ENTITY_KINDS = {
 
 def entity_of(alert: dict[str, Any]) -> str:
     """The entity an alert is about: its key (the session, account, source, IP or
-    area its rule is keyed by), and for a heavy hitter its campaign and source, since
-    one campaign can have several heavy sources and each is its own matter."""
+    area its rule is keyed by), and for a heavy hitter its campaign and source
+    (``cmp-1|ip:10.0.0.1``, named like the other rules' sources), since one campaign
+    can have several heavy sources and each is its own matter."""
     if alert["rule"] == "heavy_hitter":
-        return f"{alert['key']}|{alert['source']}"
+        return f"{alert['key']}|{alert.get('kind', 'ip')}:{alert['source']}"
     return str(alert["key"])
 
 

@@ -42,11 +42,17 @@ def _domain(
     settings: Settings, name: str, source: str, levels: tuple[tuple[str, str], ...], kept_ms: int
 ) -> Domain:
     """A domain whose shortest-kept rule state lives ``kept_ms`` (window + lateness);
-    the alert index, its last level, keeps entries ``alert_index_retention_ms`` (0:
-    forever), the shorter of the two bounding the commit span and the drift."""
+    the alert index keeps entries ``alert_index_retention_ms`` (0: forever), the
+    shorter of the two bounding the commit span and the drift. Its last two levels
+    are the alert index and the cases (:mod:`fraudapp.core.cases`), whose state
+    outlives every rule's."""
     index = settings.alert_index_retention_ms
     span, drift = time_bounds(settings, min(kept_ms, index) if index else kept_ms)
-    levels = (*levels, ("index", settings.alert_index_topic))
+    levels = (
+        *levels,
+        ("index", settings.alert_index_topic),
+        ("cases", settings.case_feed_topic),
+    )
     return Domain(name, source, levels, commit_span_ms=span, max_drift_ms=drift)
 
 
@@ -70,6 +76,15 @@ def click_domain(settings: Settings) -> Domain:
         ),
         rule.window_ms + rule.lateness_ms,
     )
+
+
+def alert_lateness_ms(settings: Settings, domain: str) -> int:
+    """The most an alert of ``domain`` can arrive behind the case stage's watermark:
+    the largest lateness its rules accept (an alert is raised by an event at most
+    that late at its stage, whose level is at or above the case stage's)."""
+    if domain == "atm":
+        return settings.atm.lateness_ms
+    return max(settings.click_burst.lateness_ms, settings.adnet.lateness_ms)
 
 
 def atm_domain(settings: Settings) -> Domain:

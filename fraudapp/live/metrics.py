@@ -115,6 +115,33 @@ def check_skipped_late(stage: str) -> None:
     _late.labels(f"stage:{stage}").inc()
 
 
+_cases = Counter(
+    "fraudapp_case_transitions",
+    "Case transitions (opened, reopened, escalated, updated, resolved, expired, lifted), by rule",
+    ["rule", "transition"],
+    registry=registry,
+)
+_notifications = Counter(
+    "fraudapp_notifications",
+    "Case notifications by outcome: sent, snoozed (silenced by a snooze), failed",
+    ["rule", "outcome"],
+    registry=registry,
+)
+
+
+def case_transition(rule: str, transition: str) -> None:
+    _cases.labels(rule, transition).inc()
+
+
+def alert_not_in_case(reason: str) -> None:
+    """An alert the case stage could not fold (``late``: older than it keeps)."""
+    _late.labels(f"cases:{reason}").inc()
+
+
+def notification(rule: str, outcome: str) -> None:
+    _notifications.labels(rule, outcome).inc()
+
+
 class GaugeCollector(Collector):
     """A gauge read at scrape time: ``values`` yields (label values, value). Its
     ``describe`` names the family without reading it: otherwise the registry calls

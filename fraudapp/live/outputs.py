@@ -1,5 +1,6 @@
 """Sending alerts: the rule's version in force decides where each goes (``alerts``,
-``shadow-alerts`` or nowhere), and each one sent is indexed for the alerts view.
+``shadow-alerts`` or nowhere); each one sent is indexed for the alerts view, and each
+live one names its case and is folded into it (:mod:`fraudapp.live.cases`).
 
 Records of any other kind leave through :mod:`fraudapp.live.send`.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from fraudapp.app import alerts_topic, output_topic, settings
-from fraudapp.live import alertindex, liverules, metrics
+from fraudapp.core.caseids import case_of
+from fraudapp.live import alertindex, cases, liverules, metrics
 from fraudapp.live.send import raised_by, send_json
 
 shadow_alerts_topic = output_topic(settings.topics.shadow_alerts)
@@ -30,5 +32,8 @@ async def send_alert(
         topic = shadow_alerts_topic
     else:
         return
+    alert["case_id"] = case_of(alert)
     await send_json(topic, key, alert)
     await alertindex.index(alert, topic.get_topic_name(), raised_by.get())
+    if mode == "live":
+        await cases.feed(alert)

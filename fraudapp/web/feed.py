@@ -25,16 +25,18 @@ log = logging.getLogger(__name__)
 
 class TopicTail(Service):
     """Reads one topic from its end (less ``replay`` records per partition) and hands
-    each batch of raw values to ``deliver``. :meth:`ready` starts it and returns once
-    it is positioned: a record produced after that is seen."""
+    each batch of raw values to ``deliver`` (with ``keyed``: (key, value) pairs,
+    tombstones included, for a compacted topic). :meth:`ready` starts it and returns
+    once it is positioned: a record produced after that is seen."""
 
     def __init__(
         self,
         bootstrap: Callable[[], str],
         topic: str,
-        deliver: Callable[[list[bytes]], None],
+        deliver: Callable[[list[Any]], None],
         *,
         replay: int = 0,
+        keyed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -42,12 +44,21 @@ class TopicTail(Service):
         self.topic = topic
         self.deliver = deliver
         self.replay = replay
+        self.keyed = keyed
         self._wanted = asyncio.Event()
         self._positioned = asyncio.Event()
+        #: Set once what the topic held when reading began has been delivered.
+        self._caught_up = asyncio.Event()
 
     async def ready(self, timeout: float = 15.0) -> None:
         self._wanted.set()
         await asyncio.wait_for(self._positioned.wait(), timeout)
+
+    async def caught_up(self, timeout: float = 15.0) -> None:
+        """Started, and what the topic held then delivered (a whole compacted topic
+        read before it is answered from)."""
+        self._wanted.set()
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
 
     @Service.task
     async def _read(self) -> None:
@@ -61,11 +72,16 @@ class TopicTail(Service):
             )
             try:
                 await consumer.start()
-                await self._position(consumer)
+                ends = await self._position(consumer)
                 while not self.should_stop:
                     batch = await consumer.getmany(timeout_ms=500, max_records=2000)
                     for messages in batch.values():
-                        self.deliver([m.value for m in messages if m.value is not None])
+                        if self.keyed:
+                            self.deliver([(m.key, m.value) for m in messages])
+                        else:
+                            self.deliver([m.value for m in messages if m.value is not None])
+                    if not self._caught_up.is_set() and await self._reached(consumer, ends):
+                        self._caught_up.set()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the broker went away: read again from where it is now
@@ -75,7 +91,14 @@ class TopicTail(Service):
             finally:
                 await consumer.stop()
 
-    async def _position(self, consumer: AIOKafkaConsumer) -> None:
+    @staticmethod
+    async def _reached(consumer: AIOKafkaConsumer, ends: dict[Any, int]) -> bool:
+        for tp, end in ends.items():
+            if await consumer.position(tp) < end:
+                return False
+        return True
+
+    async def _position(self, consumer: AIOKafkaConsumer) -> dict[Any, int]:
         # Subscribed without a group, aiokafka assigns itself every partition once
         # it has the topic's metadata (the worker creates the topic at start-up).
         for _ in range(100):
@@ -95,6 +118,7 @@ class TopicTail(Service):
             consumer.seek(tp, max(starts[tp], ends[tp] - self.replay))
         self._positioned.set()
         log.info("reading %s from its end for the dashboard (%d partitions)", self.topic, len(tps))
+        return ends
 
 
 class RuleRates:

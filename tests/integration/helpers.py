@@ -48,6 +48,10 @@ class AppSpace:
             "blocklist": f"{self.name}-ip-blocklist",
             "rules": f"{self.name}-rules",
             "shadow": f"{self.name}-shadow-alerts",
+            "cases": f"{self.name}-cases",
+            "labels": f"{self.name}-labels",
+            "snoozes": f"{self.name}-snoozes",
+            "actions": f"{self.name}-actions",
         }
         self.env = {
             "FRAUDAPP_APP_ID": self.name,
@@ -61,6 +65,10 @@ class AppSpace:
             "IP_BLOCKLIST_TOPIC": self.topics["blocklist"],
             "RULES_TOPIC": self.topics["rules"],
             "SHADOW_ALERTS_TOPIC": self.topics["shadow"],
+            "CASES_TOPIC": self.topics["cases"],
+            "LABELS_TOPIC": self.topics["labels"],
+            "SNOOZES_TOPIC": self.topics["snoozes"],
+            "ACTIONS_TOPIC": self.topics["actions"],
             # Workers of one app share their tokens: a forwarded request keeps its own.
             "FRAUDAPP_API_TOKEN": secrets.token_urlsafe(24),
             "FRAUDAPP_INGEST_TOKEN": secrets.token_urlsafe(24),
@@ -68,7 +76,10 @@ class AppSpace:
         }
 
     def create_topics(self) -> None:
-        compacted = [self.topics["accounts"], self.topics["blocklist"], self.topics["rules"]]
+        compacted = [
+            self.topics[name]
+            for name in ("accounts", "blocklist", "rules", "cases", "labels", "snoozes")
+        ]
         plain = [name for name in self.topics.values() if name not in compacted]
         asyncio.run(kafkaio.ensure_topics(self.bootstrap, plain, self.partitions))
         asyncio.run(

@@ -207,23 +207,24 @@ def test_webhook_retries_with_one_idempotency_key_and_dead_letters_what_never_la
     space.produce(
         pair("a100", "w", T0 + 7_200_000) + pair("doomed", "d", T0 + 7_300_000), topic="atm"
     )
-    delivered = wait_for(
-        lambda: [a for a in hook.delivered() if a["account_id"] == "a100"], timeout=60
-    )
+    delivered = wait_for(lambda: [c for c in hook.delivered() if c["key"] == "a100"], timeout=60)
+    # One notification: the case opened (it resolves an hour of event time later).
     assert len(delivered) == 1
-    key = delivered[0]["alert_id"]
+    (case,) = delivered
+    assert case["transition"] == "opened" and case["rule"] == "atm_impossible_travel"
+    key = f"{case['case_id']}:1:opened"
     attempts = [r for r in hook.requests if r["key"] == key]
     assert [r["attempt"] for r in attempts] == [1, 2, 3]  # 503, 503, 200
-    assert {r["alert"]["alert_id"] for r in attempts} == {key}
+    assert {r["alert"]["case_id"] for r in attempts} == {case["case_id"]}
 
     def notify_failures():
         dead = space.consume("dead", idle_s=2.0)["dead"]
         return [d for d in dead if d["reason"] == "notify_failed"]
 
     (dead,) = wait_for(notify_failures, timeout=60)
-    assert dead["source_topic"] == space.topics["alerts"]
-    assert '"account_id":"doomed"' in dead["value"] and "after 4 attempt" in dead["message"]
-    assert [r["attempt"] for r in hook.requests if r["alert"]["account_id"] == "doomed"] == [
+    assert dead["source_topic"] == space.topics["cases"]
+    assert '"key":"doomed"' in dead["value"] and "after 4 attempt" in dead["message"]
+    assert [r["attempt"] for r in hook.requests if r["alert"]["key"] == "doomed"] == [
         1,
         2,
         3,

@@ -12,8 +12,9 @@ from aiohttp import web
 
 
 class FlakyWebhook:
-    """Answers 503 to the first ``failures`` attempts of each alert, then 200; alerts
-    of ``doomed`` accounts always get 500. Records every request it saw."""
+    """Answers 503 to the first ``failures`` attempts of each notification, then 200;
+    those about ``doomed`` accounts (a case keyed by it) always get 500. Records every
+    request it saw."""
 
     def __init__(self, port: int, failures: int = 2, doomed: str = "doomed") -> None:
         self.port = port
@@ -34,7 +35,7 @@ class FlakyWebhook:
         key = request.headers.get("Idempotency-Key", "")
         self.attempts[key] += 1
         self.requests.append({"key": key, "alert": alert, "attempt": self.attempts[key]})
-        if alert.get("account_id") == self.doomed:
+        if about(alert) == self.doomed:
             return web.Response(status=500)
         if self.attempts[key] <= self.failures:
             return web.Response(status=503)
@@ -62,5 +63,10 @@ class FlakyWebhook:
         return [
             r["alert"]
             for r in self.requests
-            if r["attempt"] > self.failures and r["alert"].get("account_id") != self.doomed
+            if r["attempt"] > self.failures and about(r["alert"]) != self.doomed
         ]
+
+
+def about(body: dict[str, Any]) -> Any:
+    """What a notification is about: a case's key (an alert's account, formerly)."""
+    return body.get("key", body.get("account_id"))

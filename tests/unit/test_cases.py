@@ -39,7 +39,7 @@ def test_ids_are_derived_and_name_their_rule() -> None:
     assert case_of(a) == case_id("rate_limit", "ip:10.1.2.3")
     assert is_case_id(case_of(a)) and rule_of(case_of(a)) == "rate_limit"
     assert rule_of(a["alert_id"]) == "rate_limit" and not is_case_id(a["alert_id"])
-    heavy = {"rule": "heavy_hitter", "key": "cmp-1", "source": "ip:10.0.0.1"}
+    heavy = {"rule": "heavy_hitter", "key": "cmp-1", "kind": "ip", "source": "10.0.0.1"}
     assert entity_of(heavy) == "cmp-1|ip:10.0.0.1"
     assert rule_of("nonsense") is None
 
