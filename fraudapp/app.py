@@ -73,6 +73,8 @@ MODULES = (
     "fraudapp.web.dashboard",
     "fraudapp.web.metrics_view",
     "fraudapp.web.rules_view",
+    "fraudapp.live.labels",
+    "fraudapp.web.labels_view",
     "fraudapp.web.watermarks_view",
 )
 

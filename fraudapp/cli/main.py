@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from fraudapp.cli import casescli, replaycli, rulescli
+from fraudapp.cli import casescli, labelcli, replaycli, rulescli
+from fraudapp.cli.democases import SHOWN, CaseTally, describe_case
 from fraudapp.core.reference import tables_dir
 from fraudapp.core.settings import Settings
 from fraudapp.engine import kafkaio
@@ -285,28 +286,44 @@ async def _demo_loop(
             await producer.stop()
 
     shown = AlertSampler()
+    tally = CaseTally()
 
-    async def print_alerts() -> None:
+    async def print_outputs() -> None:
+        """Alerts (a sample) and case transitions (all), and every 30 s how many case
+        records the alerts made. From the topics' start: the demo's broker is new."""
+        topics = settings.topics
         consumer = AIOKafkaConsumer(
-            settings.topics.alerts, bootstrap_servers=bootstrap, auto_offset_reset="latest"
+            topics.alerts, topics.cases, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
         )
         await consumer.start()
+        next_summary = time.monotonic() + 30
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=200)
                 for messages in batch.values():
                     for message in messages:
+                        if message.topic == topics.cases:
+                            case = None if message.value is None else orjson.loads(message.value)
+                            tally.record(case, message.key.decode())
+                            if case is not None and case.get("transition") in SHOWN:
+                                print(describe_case(case, web), flush=True)
+                            continue
+                        tally.alert()
                         alert = orjson.loads(message.value)
                         if shown.admit(str(alert.get("rule")), time.monotonic()):
                             print(_describe_alert(alert, web), flush=True)
+                if time.monotonic() >= next_summary:
+                    print(tally.summary(), flush=True)
+                    next_summary += 30
         finally:
             await consumer.stop()
 
-    tasks = [asyncio.create_task(generate()), asyncio.create_task(print_alerts())]
+    tasks = [asyncio.create_task(generate()), asyncio.create_task(print_outputs())]
     await stop.wait()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    print(tally.summary(), flush=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -437,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rulescli.add_parser(sub)
     replaycli.add_parser(sub)
+    labelcli.add_parser(sub)
     casescli.add_parser(sub)
     return parser
 

@@ -3,7 +3,9 @@ would have raised on recorded events.
 
 Writes the alerts as JSON lines (``--out``), prints counts per rule and, when the
 events carry ``is_fraud``, precision and recall per rule; ``--compare A B`` runs
-two rule sets over the same events and shows what the change adds and removes.
+two rule sets over the same events and shows what the change adds and removes;
+``--labels FILE`` scores each replayed rule version with the analysts' labels (a dump
+of the ``labels`` topic, docs/feedback.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from fraudapp.core import labels as labelling
+from fraudapp.core.badinput import BadInput
 from fraudapp.core.reference import load_accounts, tables_dir
 from fraudapp.core.rulebook import SCHEMAS, RuleError, RuleRecord, defaults, validate
 from fraudapp.core.settings import Settings
@@ -127,10 +131,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if (args.file is None) == (args.topic is None):
         print("give a FILE or --topic NAME (one of them)", file=sys.stderr)
         return 2
+    try:
+        labels = read_labels(Path(args.labels)) if args.labels else None
+    except (BadInput, OSError) as error:
+        print(f"{args.labels}: {getattr(error, 'message', error)}", file=sys.stderr)
+        return 2
     source = Path(args.file) if args.file else topic_records(args, settings)
     try:
         if args.compare:
-            return compare(source, args.compare, settings, not args.quiet)
+            return compare(source, args.compare, settings, not args.quiet, labels)
         rules = rules_from(Path(args.rules) if args.rules else None, settings)
     except RuleError as error:
         print(error.message, file=sys.stderr)
@@ -160,7 +169,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if labelled:
             line += f" {flagged:>8,} {precision:>9.3f} {recall:>7.3f}"
         print(line)
+    if labels is not None:
+        print_label_scores(outcome, labels, rules)
     return 0
+
+
+def read_labels(path: Path) -> dict[str, dict[str, Any]]:
+    """The labels in force in a dump of the labels topic (JSON lines; see
+    :func:`fraudapp.core.labels.read_dump`), saying how many lines were refused."""
+    with path.open("rb") as handle:
+        labels, refused = labelling.read_dump(handle)
+    if refused:
+        print(f"{path}: {refused:,} line(s) are not label records; left out", file=sys.stderr)
+    return labels
+
+
+def print_label_scores(
+    outcome: Outcome, labels: dict[str, dict[str, Any]], rules: dict[str, RuleRecord]
+) -> None:
+    """The analysts' labels against the replayed rule versions: labelled fraud alerted,
+    labelled legit alerted, precision, labelled fraud missed (shadow alerts count:
+    they are what the version would raise)."""
+    versions = {rule: record.version for rule, record in rules.items()}
+    rows = labelling.score([*outcome.alerts, *outcome.shadow], labels, versions)
+    fraud = sum(1 for record in labels.values() if record["label"] == "fraud")
+    print(f"labels: {len(labels):,} ({fraud:,} fraud, {len(labels) - fraud:,} legit)")
+    if not rows:
+        print("no labels of the replayed rules")
+        return
+    print(
+        f"{'rule':<22} {'version':>7} {'fraud_alerted':>13} {'legit_alerted':>13}"
+        f" {'precision':>9} {'fraud_missed':>12}"
+    )
+    for row in rows:
+        precision = "-" if row.precision is None else f"{row.precision:.3f}"
+        print(
+            f"{row.rule:<22} {row.rule_version:>7} {row.fraud_alerted:>13,}"
+            f" {row.legit_alerted:>13,} {precision:>9} {row.fraud_missed:>12,}"
+        )
 
 
 def compare(
@@ -168,9 +214,12 @@ def compare(
     files: list[str],
     settings: Settings,
     progress: bool,
+    labels: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Alerts that rule set B adds and removes against rule set A, per rule."""
-    (a, _), (b, _) = (backtest(source, rules_from(Path(f), settings), progress) for f in files)
+    """Alerts that rule set B adds and removes against rule set A, per rule (and with
+    ``labels``, each set scored by them)."""
+    rules_a, rules_b = (rules_from(Path(f), settings) for f in files)
+    (a, _), (b, _) = (backtest(source, rules, progress) for rules in (rules_a, rules_b))
     ids_a = {x["alert_id"]: x["rule"] for x in a.alerts}
     ids_b = {x["alert_id"]: x["rule"] for x in b.alerts}
     print(f"{'rule':<22} {'A':>8} {'B':>8} {'added':>8} {'removed':>8}")
@@ -179,6 +228,10 @@ def compare(
         in_b = {i for i, r in ids_b.items() if r == rule}
         added, removed = len(in_b - in_a), len(in_a - in_b)
         print(f"{rule:<22} {len(in_a):>8,} {len(in_b):>8,} {added:>8,} {removed:>8,}")
+    if labels is not None:
+        for name, outcome, rules in (("A", a, rules_a), ("B", b, rules_b)):
+            print(f"{name}: ", end="")
+            print_label_scores(outcome, labels, rules)
     return 0
 
 
@@ -202,6 +255,10 @@ def add_parser(sub: Any) -> None:
     replay.add_argument("--out", help="write the alerts here as JSON lines")
     replay.add_argument(
         "--compare", nargs=2, metavar=("RULES_A", "RULES_B"), help="what B adds and removes vs. A"
+    )
+    replay.add_argument(
+        "--labels",
+        help="score the alerts with analysts' labels: a JSON-lines dump of the labels topic",
     )
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
