@@ -49,7 +49,7 @@ from fraudapp.clicks.detect import BurstRule, burst_alert
 from fraudapp.clicks.models import decode_click
 from fraudapp.core.badinput import BadInput
 from fraudapp.core.caseids import case_of
-from fraudapp.core.cases import CasePartition, CasePolicy
+from fraudapp.core.cases import CASE_PREFIX, CasePartition, CasePolicy
 from fraudapp.core.eventtime import StreamTime
 from fraudapp.core.keyed import KeyedPartition
 from fraudapp.core.partitioning import partition_for
@@ -187,13 +187,21 @@ class Backtest:
         clock = self.txn_time if domain == "atm" else self.click_time
         _, changes = self.case_stage[domain].add(alert, clock.seen)
         for change in changes:
-            record = change.as_record()
-            self.out.case_records.append(record or {"case_id": change.case_id, "expired": True})
-            if record is None:
-                self.out.cases.pop(change.case_id, None)
-        case = self.case_stage[domain].case(alert["case_id"])
-        if case is not None:
-            self.out.cases[alert["case_id"]] = case
+            if change.record:
+                record = change.as_record()
+                self.out.case_records.append(
+                    record or {"case_id": change.case_id, "transition": "expired"}
+                )
+
+    def finish(self) -> Outcome:
+        """The outcome, with the cases as they stand at the end."""
+        self.out.cases = {
+            case["case_id"]: case
+            for store in self.case_stores.values()
+            for key, raw in store.items()
+            if key.startswith(CASE_PREFIX) and (case := orjson.loads(raw))
+        }
+        return self.out
 
     # -- events ---------------------------------------------------------------------------
 
@@ -293,4 +301,4 @@ def run(backtest: Backtest, lines: Iterable[bytes]) -> Outcome:
         line = line.strip()
         if line:
             backtest.event(line, f"replay:{number}")
-    return backtest.out
+    return backtest.finish()

@@ -96,7 +96,7 @@ def backtest(
     else:
         for value, origin, stamp in tqdm(source, disable=not progress, unit="rec"):
             engine.event(value, origin, stamp)
-        outcome = engine.out
+        outcome = engine.finish()
     return outcome, time.perf_counter() - started
 
 
@@ -155,6 +155,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f" in {seconds:.1f} s: {events / seconds if seconds else 0:,.0f} events/s;"
         f" {len(outcome.alerts):,} alerts, {len(outcome.shadow):,} in shadow"
     )
+    if outcome.alerts:
+        share = 100 * len(outcome.case_records) / len(outcome.alerts)
+        still_open = sum(1 for case in outcome.cases.values() if case["status"] == "open")
+        print(
+            f"cases: {len(outcome.cases):,} ({still_open:,} open at the end);"
+            f" {len(outcome.case_records):,} case records, {share:.1f} % of the alerts"
+        )
     if outcome.dead_letters:
         print(
             "refused: " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcome.dead_letters.items()))

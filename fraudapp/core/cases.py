@@ -63,6 +63,9 @@ NOTIFYING = ("opened", "reopened", "escalated", "resolved")
 RECENT = 20
 #: Evidence values longer than this (lists of click ids, ...) stay on the alerts.
 _SUMMARY_MAX = 200
+#: Decoded cases kept per partition: an active case is read on each of its alerts, and
+#: decoding its JSON was a third of the stage's cost (``bench`` note in docs/cases.md).
+CACHED = 4096
 
 CASE_PREFIX = b"c/"
 MARKER_PREFIX = b"a/"
@@ -110,6 +113,12 @@ class Change:
         if self.case is None:
             return None
         return {**self.case, "transition": self.transition, "transition_at": self.at}
+
+
+def _snapshot(case: Case) -> Case:
+    """The case as it is now: the cached one goes on changing with later alerts,
+    and a change may be sent after them (transitions are rare: this costs little)."""
+    return orjson.loads(orjson.dumps(case))
 
 
 def case_key(case_id: str) -> bytes:
@@ -195,6 +204,9 @@ class CasePartition:
         self.store = store
         self.is_blocked = is_blocked or (lambda ip: False)
         self.watermark: int | None = None
+        #: The cases as last written, decoded (this object is the partition's only
+        #: writer while it lives; the store stays the truth for everyone else).
+        self._cache: dict[bytes, Case] = {}
         self.markers = PartitionClock(policy.hold_ms)
         self._due: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
@@ -247,8 +259,7 @@ class CasePartition:
             return "late", self.sweep(watermark)
         case_id = alert.get("case_id") or case_of(alert)
         key = case_key(case_id)
-        raw = self.store.get(key)
-        case = orjson.loads(raw) if raw is not None else None
+        case = self._load(key)
         changes: list[Change] = []
         transition = None
         if case is None:
@@ -276,12 +287,29 @@ class CasePartition:
             transition = "updated"
         if transition is not None:
             case["last_record_at"] = max(int(case["last_record_at"]), t)
-            changes.append(Change(transition, case_id, case, t, effects))
-        self.store[key] = orjson.dumps(case)
+            changes.append(Change(transition, case_id, _snapshot(case), t, effects))
+        self._store(key, case)
         self.store[marker] = orjson.dumps({"t": t, "c": case_id})
         self.markers.touch(marker, t)
         self._schedule(key, case)
         return "added", changes + self.sweep(watermark)
+
+    def _load(self, key: bytes) -> Case | None:
+        case = self._cache.get(key)
+        if case is None:
+            raw = self.store.get(key)
+            if raw is None:
+                return None
+            case = orjson.loads(raw)
+        return case
+
+    def _store(self, key: bytes, case: Case) -> None:
+        self.store[key] = orjson.dumps(case)
+        cache = self._cache
+        cache.pop(key, None)  # the newest last, so the oldest go first
+        cache[key] = case
+        if len(cache) > CACHED:
+            del cache[next(iter(cache))]
 
     def _fold(self, case: Case, alert: dict[str, Any], t: int) -> None:
         case["alert_count"] += 1
@@ -353,9 +381,9 @@ class CasePartition:
                 break
             _, key = heapq.heappop(self._heap)
             self._due.pop(key, None)
-            raw = self.store.get(key)
-            if raw is not None:
-                changes.extend(self._fall_due(key, orjson.loads(raw), w))
+            case = self._load(key)
+            if case is not None:
+                changes.extend(self._fall_due(key, case, w))
         return changes
 
     def _fall_due(self, key: bytes, case: Case, w: int) -> list[Change]:
@@ -365,12 +393,14 @@ class CasePartition:
         if action and action.get("status") == "active" and w >= int(action["until"]):
             action["status"] = "lifted"
             lift = {"type": "lift_ip", "ip": action["ip"], "case_id": case_id}
-            changes.append(Change("lifted", case_id, case, int(action["until"]), [lift], False))
+            changes.append(
+                Change("lifted", case_id, _snapshot(case), int(action["until"]), [lift], False)
+            )
         if case["status"] == "open" and w >= int(case["last_seen"]) + self.policy.hold_ms:
             case["status"] = "resolved"
             case["resolved_at"] = int(case["last_seen"]) + self.policy.quiet_ms
             case["last_record_at"] = case["resolved_at"]
-            changes.append(Change("resolved", case_id, case, case["resolved_at"]))
+            changes.append(Change("resolved", case_id, _snapshot(case), case["resolved_at"]))
         active = case.get("action") and case["action"].get("status") == "active"
         if (
             case["status"] == "resolved"
@@ -379,13 +409,15 @@ class CasePartition:
             and w >= int(case["resolved_at"]) + self.policy.keep_ms
         ):
             del self.store[key]
+            self._cache.pop(key, None)
             self._due.pop(key, None)
             at = int(case["resolved_at"]) + self.policy.keep_ms
             return [*changes, Change("expired", case_id, None, at)]
-        self.store[key] = orjson.dumps(case)
+        self._store(key, case)
         self._schedule(key, case)
         return changes
 
     def case(self, case_id: str) -> Case | None:
+        """A copy of the case as it stands."""
         raw = self.store.get(case_key(case_id))
         return None if raw is None else orjson.loads(raw)
