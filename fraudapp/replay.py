@@ -48,7 +48,6 @@ from fraudapp.clicks.detect import RULE_NAME as BURST
 from fraudapp.clicks.detect import BurstRule, burst_alert
 from fraudapp.clicks.models import decode_click
 from fraudapp.core.badinput import BadInput
-from fraudapp.core.caseids import case_of
 from fraudapp.core.cases import CASE_PREFIX, CasePartition, CasePolicy
 from fraudapp.core.eventtime import StreamTime
 from fraudapp.core.keyed import KeyedPartition
@@ -172,9 +171,6 @@ class Backtest:
 
     def _send(self, alert: dict[str, Any]) -> None:
         mode = self.book.route(alert)
-        if mode is None:
-            return
-        alert["case_id"] = case_of(alert)
         if mode == "live":
             self.out.alerts.append(alert)
             self._fold(alert)
@@ -240,7 +236,8 @@ class Backtest:
             return
         for pair in outcome.result.pairs:
             customer = customer_evidence(self.customers(pair.account_id))
-            self._send(travel_alert(pair, self.travel.version, customer))
+            params = self.book[ATM].params
+            self._send(travel_alert(pair, self.travel.version, customer, params))
 
     def click(self, raw: bytes, origin: str) -> None:
         """The session stage (click bursts), as its agent runs it, then the ad-network
@@ -265,7 +262,7 @@ class Backtest:
         checked = enter(click, reasons, self.geoip, repeat=result.replay)
         for finding in result.findings:
             here = checked.location() if finding.click_id == click.click_id else None
-            self._send(burst_alert(finding, self.burst.version, here))
+            self._send(burst_alert(finding, self.burst.version, here, self.book[BURST].params))
         if result.duplicate and not result.replay:
             # Counted once already, by every stage: only its verdict is repeated.
             if self.keep_verdicts:

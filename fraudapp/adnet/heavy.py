@@ -77,6 +77,8 @@ from typing import Any
 
 from datasketches import frequent_items_error_type, frequent_strings_sketch
 
+from fraudapp.core.rulebook import grade
+
 KINDS = ("ip", "device")
 _KIND_SET = frozenset(KINDS)
 ESTIMATE_METHOD = "frequent_items (DataSketches)"
@@ -147,6 +149,12 @@ class HeavyFinding:
     window_ms: int
     threshold: float
     min_clicks: int
+
+    def severity(self, params: Mapping[str, Any]) -> str:
+        """By the source's guaranteed share (the one it fired on, so never graded on
+        clicks it may not have made), against the version's ``medium_share``,
+        ``high_share`` and ``critical_share`` (inclusive)."""
+        return grade(self.share, params, "share")
 
     def evidence(self) -> dict[str, Any]:
         """Flat, JSON-able: an analyst sees how sure the count is and against what rule."""

@@ -23,6 +23,8 @@ replay and tests), rebuilt from that store after a restart or rebalance::
 
 The rules the three keep are built from the rule book (:func:`adnet_rules`): live
 again at each new version from the ``rules`` topic, replay once from its rule set.
+Each alert is graded (its ``severity``) against the parameters of the version in
+force when it is raised, read from the book as its version is.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from fraudapp.adnet.alerting import (
     HEAVY,
     LOCATION,
+    blocklist_severity,
     check_alert,
     heavy_alert,
     location_alert,
@@ -229,9 +232,16 @@ def blocklist_check(checked: Checked, blocklist: Blocklist | None, book: Book) -
     match = blocklist.match(click.ip)
     if match is not None:
         result.fire(BLOCKLIST, book)
+        record = book[BLOCKLIST]
         evidence = {"click_id": click.click_id, "ip": click.ip, **match.evidence()}
         alert = check_alert(
-            BLOCKLIST, book[BLOCKLIST].version, click.ip, checked, (click.click_id,), evidence
+            BLOCKLIST,
+            record.version,
+            click.ip,
+            checked,
+            (click.click_id,),
+            evidence,
+            blocklist_severity(match, record.severity),
         )
         result.alerts.append((click.ip, alert))
     return result
@@ -257,7 +267,8 @@ def source_stage(
     result = StageResult(repeat=step.replay)
     source = source_of(click) or ""
     for finding in step.findings:
-        alert = source_alert(finding, source, book[finding.rule].version, checked)
+        record = book[finding.rule]
+        alert = source_alert(finding, source, record.version, checked, record.params)
         result.alerts.append((source, alert))
     if step.stacked:
         result.fire(STACKED, book)
@@ -283,8 +294,9 @@ def campaign_stage(
     result = StageResult()
     if findings:
         result.fire(HEAVY, book)
+    record = book[HEAVY]
     for finding, bucket in to_alert:
-        alert = heavy_alert(finding, campaign, bucket, checked, book[HEAVY].version)
+        alert = heavy_alert(finding, campaign, bucket, checked, record.version, record.params)
         result.alerts.append((campaign, alert))
     return result
 
@@ -311,8 +323,10 @@ def area_stage(
     result = StageResult()
     if rule.fires(clicks, frauds):
         result.fire(LOCATION, book)
-        version = book[LOCATION].version
-        alert = location_alert(checked, cell, clicks, frauds, rule, grid, version)
+        record = book[LOCATION]
+        alert = location_alert(
+            checked, cell, clicks, frauds, rule, grid, record.version, record.params
+        )
         result.alerts.append((cell, alert))
     if not checked.repeat:
         result.contributions.extend(

@@ -28,20 +28,30 @@ function of the event set, so it can be computed exactly in event time: a late c
 re-runs the GCRA from its place in the sorted list, which can only raise later TATs
 and turn later clicks over the limit, never back.
 
+**Severity** (:meth:`StackFinding.severity`, :meth:`RateFinding.severity`): a stack
+by how many different ads it hides; a click over the limit by the source's clicks in
+the minute ending at it against the allowed rate. Not by the GCRA's excess: capped at
+one burst, it lies within one emission interval of the cap for every click over the
+limit, the source's slightly quick burst and the flood alike. The minute's count is
+taken from the clicks held when the finding is made, as the stack's clicks are.
+
 Nothing here imports faust, aiokafka or asyncio.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fraudapp.clicks.models import Click
+from fraudapp.core.rulebook import grade
 
 STACKED = "stacked_ads"
 RATE_LIMIT = "rate_limit"
+#: The span a click over the limit is graded by: the limit is per minute.
+RATE_WINDOW_MS = 60_000
 
 SourceState = dict[str, Any]
 # Entry fields, by position (lists keep the JSON state small and fast to decode).
@@ -67,6 +77,12 @@ class StackFinding:
 
     rule = STACKED
 
+    def severity(self, params: Mapping[str, Any]) -> str:
+        """By the different ads stacked, against the version's ``medium_ads``,
+        ``high_ads`` and ``critical_ads`` (inclusive): each is an advertiser billed
+        for a click no one saw."""
+        return grade(len({c[2] for c in self.clicks}), params, "ads")
+
     def evidence(self) -> dict[str, Any]:
         times = [c[0] for c in self.clicks]
         return {
@@ -87,8 +103,16 @@ class RateFinding:
     per_minute: float
     burst: int
     tat_ms: float
+    #: The source's clicks in the minute ending at this one (itself included).
+    clicks_last_minute: int
 
     rule = RATE_LIMIT
+
+    def severity(self, params: Mapping[str, Any]) -> str:
+        """By the source's clicks in the minute ending at this one over the allowed
+        ``per_minute``, against the version's ``medium_ratio``, ``high_ratio`` and
+        ``critical_ratio`` (inclusive)."""
+        return grade(self.clicks_last_minute / self.per_minute, params, "ratio")
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -98,6 +122,7 @@ class RateFinding:
             "burst": self.burst,
             # How far the source ran ahead of its allowance when this click came.
             "excess_ms": round(self.tat_ms - self.event_time, 3),
+            "clicks_last_minute": self.clicks_last_minute,
         }
 
 
@@ -137,9 +162,12 @@ class SourceRule:
     @property
     def retention_ms(self) -> int:
         """A late click looks back one stacking window; the GCRA forgets a source
-        after ``burst * T`` of quiet (its TAT is then in the past), so nothing older
-        matters once it is ``lateness_ms`` behind the watermark."""
+        after ``burst * T`` of quiet (its TAT is then in the past), and a click over
+        the limit is graded by the minute before it, so nothing older matters once it
+        is ``lateness_ms`` behind the watermark."""
         reach = max(self.stacked_window_ms, int(self.burst * self.interval_ms) + 1)
+        if self.rate_enabled:
+            reach = max(reach, RATE_WINDOW_MS)
         return self.lateness_ms + reach
 
     # fraudapp.core.keyed.KeyedRule: the event is a click whose source is known.
@@ -236,7 +264,13 @@ class SourceRule:
                 tat = entry[TS] if tat is None else tat
                 findings.append(
                     RateFinding(
-                        entry[ID], source, entry[TS], self.per_minute, self.burst, float(tat)
+                        entry[ID],
+                        source,
+                        entry[TS],
+                        self.per_minute,
+                        self.burst,
+                        float(tat),
+                        _last_minute(entries, entry[TS]),
                     )
                 )
         return findings
@@ -257,7 +291,15 @@ class SourceRule:
             if over and not entry[OVER]:
                 entry[OVER] = mark
                 findings.append(
-                    RateFinding(entry[ID], source, t, self.per_minute, burst, float(tat))
+                    RateFinding(
+                        entry[ID],
+                        source,
+                        t,
+                        self.per_minute,
+                        burst,
+                        float(tat),
+                        _last_minute(entries, t),
+                    )
                 )
             new_tat = min(max(tat if tat is not None else t, t) + interval, t + burst * interval)
             if position > index and new_tat == entry[TAT]:
@@ -265,6 +307,11 @@ class SourceRule:
             entry[TAT] = new_tat
             tat = new_tat
         return findings
+
+
+def _last_minute(entries: list[list[Any]], t: int) -> int:
+    """The clicks held at ``(t - 1 min, t]`` (entries sort by timestamp first)."""
+    return bisect_left(entries, [t + 1]) - bisect_left(entries, [t - RATE_WINDOW_MS + 1])
 
 
 def _index_of(entries: list[list[Any]], entry: list[Any]) -> int:

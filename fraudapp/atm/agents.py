@@ -56,7 +56,8 @@ liverules.book.on_change(RULE_NAME, lambda record: runner.set_rule(travel_rule(r
 
 
 def pair_alert(pair: TravelPair) -> dict[str, Any]:
-    return travel_alert(pair, runner.rule.version, enrichment(pair.account_id))
+    params = liverules.current()[RULE_NAME].params  # its grading thresholds, live
+    return travel_alert(pair, runner.rule.version, enrichment(pair.account_id), params)
 
 
 async def handle(event: EventT) -> None:

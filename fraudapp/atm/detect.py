@@ -7,6 +7,10 @@ whichever that is, so the set of findings does not depend on arrival order (a la
 T1 pairs with the T2s already seen) and no pair is reported twice. Distance, time
 and speed are computed with the seed query's own arithmetic.
 
+Every pair the join finds is alerted, as ksqlDB's is; what the speed adds is how bad
+it is (:func:`severity_of`): two neighbouring ATMs at walking pace are ``low``, a
+pair no airliner could make ``critical``.
+
 State per account, a small JSON value kept by the caller::
 
     {"txns": [[timestamp_ms, transaction_id, lat, lon, amount, atm, origin], ...]}  # by (ts, id)
@@ -22,12 +26,14 @@ Nothing here imports faust, aiokafka or asyncio.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fraudapp.atm.models import Txn
 from fraudapp.core.alerts import make_alert
 from fraudapp.core.geo import geo_distance_km, java_double_str
+from fraudapp.core.rulebook import default_params, grade
 
 RULE_NAME = "atm_impossible_travel"
 
@@ -182,14 +188,31 @@ def customer_evidence(record: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def travel_alert(pair: TravelPair, version: int, customer: dict[str, Any]) -> dict[str, Any]:
+def severity_of(kmh: float, params: Mapping[str, Any]) -> str:
+    """How bad a pair is, by the speed it needs against the version's ``medium_kmh``,
+    ``high_kmh`` and ``critical_kmh`` (inclusive): the join alerts neighbouring ATMs
+    a few minutes apart as it alerts two cities, and an analyst must see which."""
+    return grade(kmh, params, "kmh")
+
+
+def travel_alert(
+    pair: TravelPair,
+    version: int,
+    customer: dict[str, Any],
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """One alert per pair, its id fixed by the account and the two transaction ids;
-    ``customer`` is the enrichment (the account's record) laid beside the evidence."""
+    ``customer`` is the enrichment (the account's record) laid beside the evidence.
+    ``params``: the version's parameters, whose thresholds grade it (without: the
+    shipped ones)."""
+    evidence = pair.evidence()
+    grades = default_params(RULE_NAME) if params is None else params
     return make_alert(
         rule=RULE_NAME,
         rule_version=version,
         key=pair.account_id,
         event_time=pair.t2[0],
         identity=(pair.account_id, pair.t1[1], pair.t2[1]),
-        evidence={**pair.evidence(), **customer},
+        evidence={**evidence, **customer},
+        severity=severity_of(evidence["kmh_required"], grades),
     )

@@ -35,8 +35,16 @@ def _state(record: RuleRecord) -> str:
     return "paused" if not record.enabled else record.mode
 
 
+def _action(record: RuleRecord) -> str:
+    """`` action=block_ip/3600000ms`` when the version asks for one, else nothing."""
+    if record.action == "none":
+        return ""
+    return f" action={record.action}/{record.action_ttl_ms}ms"
+
+
 def _value(text: str) -> Any:
-    """``threshold=5`` is a number, ``notify=true`` a flag, ``mode=shadow`` a word."""
+    """``threshold=5`` is a number, ``notify=true`` a flag, ``mode=shadow`` and
+    ``action=block_ip`` words (``action=none`` too: not JSON, so kept as text)."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -65,6 +73,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
             print(
                 f"{record.rule:<22} v{record.version:<4} {_state(record):<7}"
                 f" {record.severity:<8} notify={str(record.notify).lower():<5} {params}"
+                f"{_action(record)}"
             )
         return 0
     if args.name not in SCHEMAS:
@@ -119,7 +128,9 @@ def add_parser(sub: Any) -> None:
         action = actions.add_parser(name, help=text)
         action.add_argument("name", metavar="RULE")
     change = actions.add_parser(
-        "set", help="new version with changed parameters or fields (threshold=5 mode=shadow)"
+        "set",
+        help="new version with changed parameters or fields"
+        " (threshold=5 mode=shadow action=block_ip action_ttl_ms=60000)",
     )
     change.add_argument("name", metavar="RULE")
     change.add_argument("assignments", nargs="*", metavar="NAME=VALUE")

@@ -102,7 +102,8 @@ async def judge(event: EventT, partition: int, key: bytes, click: Click, seen: i
 
 
 def finding_alert(finding: BurstFinding, location: dict[str, Any] | None = None) -> dict[str, Any]:
-    return burst_alert(finding, runner.rule.version, location)
+    params = liverules.current()[RULE_NAME].params  # its grading thresholds, live
+    return burst_alert(finding, runner.rule.version, location, params)
 
 
 @app.on_partitions_revoked.connect

@@ -7,6 +7,10 @@ depend on arrival order: a late click that completes a burst makes the later cli
 of that burst fraud, and they are reported at that moment. Each click is reported at
 most once; a click id sent again by a producer is recognised and not counted twice.
 
+How bad a burst is grows with it (:func:`severity_of`): the clicks in the window
+against the threshold, so the clicks that just make a burst are ``low`` and the
+later clicks of a long one climb to ``critical``.
+
 The same record read again after a crash is another matter (at-least-once): its
 state change may have reached the table while its alerts never left the worker. So
 each entry keeps the origin of its own delivery and of the record that condemned it
@@ -28,11 +32,13 @@ Nothing here imports faust, aiokafka or asyncio.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fraudapp.clicks.models import Click
 from fraudapp.core.alerts import make_alert
+from fraudapp.core.rulebook import default_params, grade
 
 RULE_NAME = "click_burst"
 
@@ -89,6 +95,8 @@ class BurstFinding:
     window_start: int
     window_end: int
     click_ids: tuple[str, ...]
+    #: The rule's threshold when it was found: how far past it ``count`` went.
+    threshold: int
 
     def evidence(self) -> dict[str, Any]:
         """The alert's rule-specific fields, flat beside the common envelope."""
@@ -97,6 +105,7 @@ class BurstFinding:
             "session_id": self.session_id,
             "url": self.url,
             "count": self.count,
+            "threshold": self.threshold,
             "window_start": self.window_start,
             "window_end": self.window_end,
             "click_ids": list(self.click_ids),
@@ -176,6 +185,7 @@ def _finding(
         window_start=entry[0] - rule.window_ms,
         window_end=entry[0],
         click_ids=tuple(e[1] for e in window),
+        threshold=rule.threshold,
     )
 
 
@@ -213,10 +223,22 @@ def latest_time(state: SessionState) -> int:
     return max(entries[-1][0] for entries in state["urls"].values())
 
 
+def severity_of(finding: BurstFinding, params: Mapping[str, Any]) -> str:
+    """How bad a burst is: its clicks in the window over the threshold, against the
+    version's ``medium_ratio``, ``high_ratio`` and ``critical_ratio`` (inclusive).
+    Relative, so a threshold raised for a noisy site does not make every burst look
+    worse than it is."""
+    return grade(finding.count / finding.threshold, params, "ratio")
+
+
 def burst_alert(
-    finding: BurstFinding, version: int, location: dict[str, Any] | None = None
+    finding: BurstFinding,
+    version: int,
+    location: dict[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One alert per fraudulent click; its id depends only on the click."""
+    """One alert per fraudulent click; its id depends only on the click. ``params``:
+    the version's parameters, whose thresholds grade it (without: the shipped ones)."""
     return make_alert(
         rule=RULE_NAME,
         rule_version=version,
@@ -224,4 +246,5 @@ def burst_alert(
         event_time=finding.event_time,
         identity=(finding.session_id, finding.url, finding.click_id),
         evidence={**finding.evidence(), "location": location},
+        severity=severity_of(finding, default_params(RULE_NAME) if params is None else params),
     )

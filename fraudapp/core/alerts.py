@@ -38,11 +38,17 @@ def make_alert(
     identity: tuple[str, ...],
     evidence: dict[str, Any],
     detected_at: int | None = None,
+    severity: str | None = None,
 ) -> dict[str, Any]:
-    """One alert: the common envelope plus the rule's evidence at the top level."""
-    clash = set(evidence) & set(ENVELOPE_FIELDS)
+    """One alert: the common envelope plus the rule's evidence at the top level.
+
+    ``severity``: the rule's grade of this finding from its evidence; without one the
+    rule book gives the version's fixed severity when it routes the alert. It is a
+    keyword, not evidence, so no evidence field can pass for a grade."""
+    clash = set(evidence) & {*ENVELOPE_FIELDS, "severity"}
     if clash:
         raise ValueError(f"evidence must not overwrite envelope fields {sorted(clash)}")
+    graded = {} if severity is None else {"severity": severity}
     return {
         "alert_id": alert_id(rule, *identity),
         "rule": rule,
@@ -50,6 +56,7 @@ def make_alert(
         "key": key,
         "event_time": event_time,
         "detected_at": now_ms() if detected_at is None else detected_at,
+        **graded,
         **evidence,
     }
 

@@ -51,11 +51,11 @@ import orjson
 from fraudapp.core.alerts import ENVELOPE_FIELDS
 from fraudapp.core.caseids import case_of, entity_of
 from fraudapp.core.eventtime import PartitionClock
+from fraudapp.core.rulebook import SEVERITIES
 
 Store = MutableMapping[bytes, bytes]
 Case = dict[str, Any]
 
-SEVERITIES = ("low", "medium", "high", "critical")
 RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 #: Transitions that change what a person should know (notifications go out on these).
 NOTIFYING = ("opened", "reopened", "escalated", "resolved")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from fraudapp.app import alerts_topic, output_topic, settings
-from fraudapp.core.caseids import case_of
 from fraudapp.live import alertindex, cases, liverules, metrics
 from fraudapp.live.send import raised_by, send_json
 
@@ -32,7 +31,6 @@ async def send_alert(
         topic = shadow_alerts_topic
     else:
         return
-    alert["case_id"] = case_of(alert)
     await send_json(topic, key, alert)
     await alertindex.index(alert, topic.get_topic_name(), raised_by.get())
     if mode == "live":

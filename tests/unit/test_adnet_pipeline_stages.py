@@ -157,6 +157,17 @@ def test_an_unlisted_ip_no_ip_or_the_check_off_find_nothing() -> None:
     assert off == StageResult()
 
 
+def test_an_exact_blocklist_match_has_the_versions_severity_a_bloom_match_one_lower() -> None:
+    blocklist = listed("192.168.7.0/24")
+    blocklist.add_ips(["198.51.100.7"])  # the Bloom filter: a probable match
+    exact = blocklist_check(envelope(click("1", ip="192.168.7.8")), blocklist, book())
+    probable = blocklist_check(envelope(click("2", ip="198.51.100.7")), blocklist, book())
+    assert RULES_V1[BLOCKLIST].severity == "high"
+    assert exact.alerts[0][1]["severity"] == "high"
+    assert probable.alerts[0][1]["severity"] == "medium"
+    assert probable.alerts[0][1]["probabilistic"] and probable.fired == [BLOCKLIST]
+
+
 @pytest.mark.parametrize("mode", ["shadow", "paused"])
 def test_a_shadow_or_paused_rule_alerts_for_the_router_but_condemns_nothing(mode: str) -> None:
     result = blocklist_check(
@@ -188,6 +199,35 @@ def test_the_click_over_the_rate_limit_is_condemned() -> None:
     results = [source_stage(state, "k", envelope(click(str(i))), rules, T) for i in range(7)]
     assert [r.fired for r in results] == [[]] * 5 + [[RATE_LIMIT]] * 2
     assert [alerted(r) for r in results[5:]] == [["5"], ["6"]]
+
+
+def test_the_source_alerts_are_graded_by_the_version_in_force() -> None:
+    """Six clicks in a second: over the burst, far under twice the rate over the
+    minute (low); a version whose medium starts at a quarter of the rate says medium."""
+    state, rules = source_partition(stacked_enabled=False), book()
+    results = [source_stage(state, "k", envelope(click(str(i))), rules, T) for i in range(6)]
+    ((_, first),) = results[5].alerts
+    assert (first["clicks_last_minute"], first["severity"]) == (6, "low")
+    rules.apply(RULES_V1[RATE_LIMIT].changed(medium_ratio=0.25))
+    ((_, second),) = source_stage(state, "k", envelope(click("6")), rules, T).alerts
+    assert (second["clicks_last_minute"], second["severity"], second["rule_version"]) == (
+        7,
+        "medium",
+        2,
+    )
+
+
+def test_a_deeper_stack_is_a_graver_alert() -> None:
+    state, rules = source_partition(), book()
+    results = [
+        source_stage(state, "k", envelope(click(str(i), ad_id=f"ad{i}")), rules, T)
+        for i in range(5)
+    ]
+    graded = {a["click_id"]: (len(a["ads"]), a["severity"]) for r in results for _, a in r.alerts}
+    # The third click completes a stack of three ads (medium); the two later join a
+    # window of four and five ads.
+    assert graded["0"] == (3, "medium") and graded["3"] == (4, "medium")
+    assert graded["4"] == (5, "high")
 
 
 def test_a_late_click_is_skipped_by_each_source_check_that_is_on() -> None:
@@ -251,6 +291,8 @@ def test_a_heavy_source_condemns_its_clicks_and_is_alerted_once_a_bucket() -> No
     alerts = [a for r in results for _, a in r.alerts]
     assert len(alerts) == 1 and alerts[0]["source"] == "10.1.200.7"
     assert {key for r in results for key, _ in r.alerts} == {"cmp-1"}
+    # Half the campaign's clicks: "high" by the shipped thresholds (0.5 and up).
+    assert alerts[0]["share"] == 0.5 and alerts[0]["severity"] == "high"
 
 
 def test_a_repeat_is_judged_again_and_alerted_again_but_not_counted() -> None:
@@ -311,6 +353,8 @@ def test_enough_fraud_around_a_click_condemns_it_and_alerts_under_its_cell() -> 
     assert [r.fired for r in results] == [[], [], [], [LOCATION], [LOCATION]]
     key, alert = results[3].alerts[0]
     assert key == cell and alert["clicks_nearby"] == 4 and alert["fraud_nearby"] == 3
+    # 3 of 4 nearby were fraud: "high" (0.5 and up, under 0.8); 3 of 5, still high.
+    assert alert["severity"] == "high" and results[4].alerts[0][1]["severity"] == "high"
 
 
 def test_a_click_is_handed_to_every_other_region_its_ring_reaches() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudapp.atm.detect import TravelRule, pairs_in
+from fraudapp.atm.detect import TravelRule, pairs_in, travel_alert
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.models import Txn, txn_from_dict
 from fraudapp.atm.oracle import expected_pairs
@@ -89,6 +89,8 @@ def test_the_seeds_example_gives_one_alert_with_its_figures() -> None:
     assert evidence["t1_location"] == "37.5522855,-121.9797997"
     assert evidence["t2_location"] == "33.5522855,-120.9797997"
     assert (evidence["t1_atm"], evidence["t2_amount"]) == ("Wells Fargo", 500)
+    # Faster than any airliner: the alert says so.
+    assert travel_alert(pair, 1, {})["severity"] == "critical"
 
 
 def test_distance_reproduces_the_demo_scenes_elasticsearch_documents() -> None:

@@ -68,6 +68,7 @@ class TestWindowBoundaries:
             "session_id": "s",
             "url": "u",
             "count": 3,
+            "threshold": 3,
             "window_start": T0,
             "window_end": T0 + 10_000,
             "click_ids": ["a", "b", "c"],

@@ -14,6 +14,7 @@ from fraudapp.adnet.heavy import (
     HeavyHitterRule,
     TopItem,
 )
+from fraudapp.core.rulebook import SEVERITIES, grade
 
 MIN = 60_000
 
@@ -223,6 +224,25 @@ def test_finding_evidence_is_flat_json() -> None:
         "estimate_method": ESTIMATE_METHOD,
         "max_error": 0,
     }
+
+
+def test_a_finding_is_graded_by_the_share_it_fired_on() -> None:
+    """The guaranteed (lower-bound) share against the version's thresholds: as the
+    farm takes more of the campaign, its findings climb."""
+    grades = {"medium_share": 0.3, "high_share": 0.5, "critical_share": 0.8}
+    h = CampaignHitters(HeavyHitterRule(min_clicks=10, share_threshold=0.2))
+    for i in range(8):
+        h.add(i, {"ip": f"10.0.0.{i}"})  # a crowd of one click each
+    climbed = []
+    for i in range(8, 48):
+        (finding,) = h.add(i, {"ip": "6.6.6.6"}) or (None,)
+        if finding is not None:
+            climbed.append((finding.share, finding.severity(grades)))
+    assert climbed[0] == (0.2, "low") and climbed[-1] == (40 / 48, "critical")
+    ranks = [SEVERITIES.index(severity) for _, severity in climbed]
+    assert ranks == sorted(ranks) and set(ranks) == {0, 1, 2, 3}  # climbing, never back
+    for share, severity in climbed:
+        assert severity == grade(share, grades, "share")
 
 
 # -- (3) buckets and window --------------------------------------------------------------

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from fraudapp.adnet import oracle
+from fraudapp.atm.detect import severity_of as atm_severity
 from fraudapp.atm.generate import generate_txns
 from fraudapp.atm.oracle import expected_pairs
 from fraudapp.cli.main import main
@@ -17,7 +18,7 @@ from fraudapp.cli.replaycli import scores
 from fraudapp.clicks.generate import arrival_order, generate_clicks
 from fraudapp.clicks.oracle import fraudulent_click_ids
 from fraudapp.core.reference import tables_dir
-from fraudapp.core.rulebook import defaults
+from fraudapp.core.rulebook import SEVERITIES, defaults
 from fraudapp.core.settings import Settings
 from fraudapp.replay import Backtest, Outcome, run
 from tests.integration.helpers import as_oracle_row
@@ -59,6 +60,32 @@ def test_atm_pairs_equal_the_oracle() -> None:
     }
     assert got == set(expected_pairs(rows)) and got
     assert outcome.txns == len(txns)
+
+
+def test_every_alert_is_graded_and_every_atm_pair_still_alerts() -> None:
+    """Grading changes no alert set (the oracle test above holds): it only says how
+    bad each one is, by the evidence, with the live code's thresholds."""
+    outcome = replayed(generate_txns(1_500, seed=73))
+    assert outcome.alerts and {a["severity"] for a in outcome.alerts} <= set(SEVERITIES)
+    for alert in outcome.alerts:
+        assert alert["severity"] == atm_severity(
+            alert["kmh_required"], RULES["atm_impossible_travel"].params
+        )
+
+
+def test_a_version_with_other_thresholds_grades_the_same_alerts_otherwise(
+    clicks: list[dict],
+) -> None:
+    def graded(outcome: Outcome) -> dict[str, str]:
+        return {a["alert_id"]: a["severity"] for a in outcome.alerts if a["rule"] == "rate_limit"}
+
+    before = graded(replayed(clicks))
+    everything_critical = RULES["rate_limit"].changed(
+        medium_ratio=0.0, high_ratio=0.0, critical_ratio=0.0
+    )
+    after = graded(replayed(clicks, {**RULES, "rate_limit": everything_critical}))
+    assert set(after) == set(before) and before
+    assert set(after.values()) == {"critical"} != set(before.values())
 
 
 def test_bad_records_are_counted_by_reason_as_a_worker_would_dead_letter_them() -> None:

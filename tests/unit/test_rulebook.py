@@ -52,8 +52,43 @@ def test_the_environment_overrides_the_file_at_version_1() -> None:
 def test_a_valid_record_decodes_with_its_defaults() -> None:
     rule = decode(orjson.dumps(record()), b"click_burst")
     assert (rule.version, rule.enabled, rule.mode, rule.severity) == (2, True, "live", "medium")
-    assert rule.params == {"lateness_ms": 30_000, "threshold": 5, "window_ms": 10_000}
+    assert (rule.action, rule.action_ttl_ms) == ("none", 3_600_000)
+    # Written before the grading thresholds existed: they take their defaults.
+    assert rule.params == {
+        "lateness_ms": 30_000,
+        "threshold": 5,
+        "window_ms": 10_000,
+        "medium_ratio": 2.0,
+        "high_ratio": 4.0,
+        "critical_ratio": 10.0,
+    }
     assert rule.counts
+
+
+def test_a_record_from_before_the_grading_and_actions_writes_them_all_back() -> None:
+    """An old record on a user's topic stays valid; the next version written from it
+    (``rules set``) holds every field, so it reads the same without the defaults."""
+    old = {
+        "rule": "atm_impossible_travel",
+        "version": 4,
+        "enabled": True,
+        "mode": "live",
+        "severity": "high",
+        "notify": True,
+        "params": {"window_ms": 600_000, "lateness_ms": 3_600_000},
+    }
+    rule = decode(orjson.dumps(old), b"atm_impossible_travel")
+    written = rule.as_dict()
+    assert written["params"] == {
+        "window_ms": 600_000,
+        "lateness_ms": 3_600_000,
+        "medium_kmh": 50.0,
+        "high_kmh": 150.0,
+        "critical_kmh": 1000.0,
+    }
+    assert (written["action"], written["action_ttl_ms"]) == ("none", 3_600_000)
+    assert decode(rule.encode()) == rule
+    assert rule.changed(critical_kmh=900).params["critical_kmh"] == 900.0
 
 
 @pytest.mark.parametrize(
@@ -72,6 +107,23 @@ def test_a_valid_record_decodes_with_its_defaults() -> None:
         (orjson.dumps(record(enabled="yes")), b"click_burst", "bad_rule"),
         (orjson.dumps(record(extra=1)), b"click_burst", "bad_rule"),
         (orjson.dumps(record(params={"threshold": 5})), b"click_burst", "bad_rule"),
+        # A grading threshold given must be in range, and the three must not cross.
+        (
+            orjson.dumps(
+                record(params={"threshold": 3, "window_ms": 1, "lateness_ms": 1, "high_ratio": 0.5})
+            ),
+            b"click_burst",
+            "bad_rule",
+        ),
+        (
+            orjson.dumps(
+                record(params={"threshold": 3, "window_ms": 1, "lateness_ms": 1, "high_ratio": 11})
+            ),
+            b"click_burst",
+            "bad_rule",
+        ),
+        (orjson.dumps(record(action="block_ip")), b"click_burst", "bad_rule"),
+        (orjson.dumps(record(action="shout")), b"click_burst", "bad_rule"),
         (
             orjson.dumps(record(params={"threshold": 0, "window_ms": 1, "lateness_ms": 1})),
             b"click_burst",

@@ -120,3 +120,27 @@ def test_pruned_state_keeps_the_gcra_where_it_was() -> None:
     stacked, over = run(SourceRule(lateness_ms=1_000), clicks)
     assert stacked == stacked_click_ids(dicts)
     assert over == over_limit_click_ids(dicts)
+
+
+@pytest.mark.parametrize("lateness_ms", [1_000, 10**9])
+def test_a_click_over_the_limit_counts_its_sources_minute_as_held(lateness_ms: int) -> None:
+    """The count a rate finding is graded by: the clicks of its source that had
+    arrived, within the minute ending at it (kept, even when pruning is tight)."""
+    rng = random.Random(7)
+    clicks = random_stream(rng, 800)
+    orders = [sorted(clicks, key=lambda c: c.timestamp)]
+    if lateness_ms > 60_000:
+        orders.append(rng.sample(clicks, len(clicks)))
+    for order in orders:
+        partition = KeyedPartition(SourceRule(stacked_enabled=False, lateness_ms=lateness_ms), {})
+        arrived: dict[str, list[int]] = {}
+        checked = 0
+        for c in order:
+            arrived.setdefault(source_of(c) or "", []).append(c.timestamp)
+            for finding in partition.process(c).result.findings:
+                t = finding.event_time
+                held = [ts for ts in arrived[finding.source] if t - 60_000 < ts <= t]
+                assert finding.clicks_last_minute == len(held)
+                assert finding.evidence()["clicks_last_minute"] == len(held)
+                checked += 1
+        assert checked
