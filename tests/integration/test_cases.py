@@ -243,3 +243,31 @@ def test_two_workers_answer_for_the_same_case(
             {c["case_id"] for c in w.get("/cases?status=all")[1]["cases"]} for w in (worker, second)
         ]
         assert cid in listed[0] and listed[0] == listed[1]
+
+        # Alerts raised on one worker for cases the other owns go through the case
+        # feed topic: each case still counts each of its alerts once.
+        sessions = [f"pair-{n}" for n in range(8)]
+        t = T0 + 90_000
+        space.produce(
+            [rec for s in sessions for rec in burst(s, t, n=4)] + every_partition(t + 4_000)
+        )
+        cids = {case_id("click_burst", s) for s in sessions}
+
+        def counted() -> dict[str, int] | None:
+            named: dict[str, int] = {}
+            for alert in space.consume("alerts", idle_s=1.5)["alerts"]:
+                if alert["case_id"] in cids:
+                    named[alert["case_id"]] = named.get(alert["case_id"], 0) + 1
+            answers = {c: second.get(f"/cases/{c}")[1] for c in cids}
+            live = {c: a.get("case", {}).get("alert_count") for c, a in answers.items()}
+            return named if len(named) == len(cids) and live == named else None
+
+        assert wait_for(counted, timeout=60, interval=1.0), "cases should count each alert once"
+        feed = f'fraudapp_events_in_total{{topic="{space.name}-case-feed"}}'
+        through = [
+            float(line.split()[-1])
+            for w in (worker, second)
+            for line in w.get("/metrics")[1].splitlines()
+            if line.startswith(feed)
+        ]
+        assert sum(through) > 0, "some alerts should have crossed to the other worker"
