@@ -366,7 +366,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  worker   pid {worker.pid}, log {worker.log_path}", flush=True)
         print(
             f"  dashboard {worker.url}/dashboard?access_token={worker.api_token}"
-            f"#ingest_token={worker.ingest_token}\n"
+            f"#ingest_token={worker.ingest_token}&api_token={worker.api_token}\n"
             f"  web      {worker.url}/?access_token={worker.api_token}"
             f"#ingest_token={worker.ingest_token}  (click the ads)\n"
             f"  tokens   API {worker.api_token}  ingest {worker.ingest_token}\n"

@@ -1,5 +1,5 @@
-"""The dashboard: its page and assets, a server-sent event stream of alerts and
-per-rule rates, and the simulator that sends one event and answers its verdict.
+"""The dashboard: its page and assets, a server-sent event stream of alerts, per-rule
+rates and open cases, and the simulator that sends one event and answers its verdict.
 
 Server-sent events rather than a websocket: the page only listens, EventSource
 reconnects by itself, and it is plain HTTP through any proxy. Everything the page
@@ -26,7 +26,10 @@ from fraudapp.core.alerts import now_ms
 from fraudapp.core.badinput import BadInput
 from fraudapp.core.partitioning import partition_for
 from fraudapp.engine import kafkaio
-from fraudapp.web import STATIC, json_error, page
+from fraudapp.live import labels, snoozes
+from fraudapp.live.cases import case_table, lookup
+from fraudapp.web import STATIC, json_error, owner_of, page
+from fraudapp.web.cases_view import board, case_tail
 from fraudapp.web.clicks_view import clicks_in, produce_clicks
 from fraudapp.web.feed import Feed, TopicTail, Waiter
 
@@ -36,6 +39,10 @@ SIMULATE_TIMEOUT_S = 20.0
 ALERT_GRACE_S = 0.5
 #: Alerts replayed to a dashboard that connects, per partition of the alerts topic.
 REPLAY_PER_PARTITION = 25
+#: Open cases sent to a dashboard that connects, newest activity first.
+CASES_ON_CONNECT = 500
+#: Records of one kind written to a dashboard in one go.
+CHUNK = 200
 
 
 def _bootstrap() -> str:
@@ -50,6 +57,50 @@ alert_tail = TopicTail(
 verdict_tail = TopicTail(_bootstrap, settings.topics.click_verdicts, verdicts.deliver)
 app.service(alert_tail)
 app.service(verdict_tail)
+
+
+class Fanout:
+    """The records of a compacted topic, as ``{"id": key, "record": value or None}``,
+    for whoever listens (one bounded queue per open dashboard; a slow one loses the
+    oldest)."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def deliver(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        for key, value in records:
+            if key is None:
+                continue
+            record = None
+            if value is not None:
+                try:
+                    record = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(record, dict):
+                    continue
+            update = {"id": key.decode("utf-8", "replace"), "record": record}
+            for queue in self.subscribers:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(update)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.subscribers.discard(queue)
+
+
+# Snoozes and labels taken from here on (by any dashboard, the CLI or the API), so
+# every open dashboard shows them; what was in force before comes with each case.
+snooze_feed, label_feed = Fanout(), Fanout()
+snooze_tail = TopicTail(_bootstrap, settings.topics.snoozes, snooze_feed.deliver, keyed=True)
+label_tail = TopicTail(_bootstrap, settings.topics.labels, label_feed.deliver, keyed=True)
+app.service(snooze_tail)
+app.service(label_tail)
 
 
 @app.on_worker_init.connect
@@ -69,40 +120,107 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+def _live(case: dict[str, Any]) -> dict[str, Any]:
+    """The case as its table holds it now, when this worker owns it: a record on the
+    cases topic is as of its last transition, which may be minutes of alerts ago
+    (the page counts from there). Another worker's case keeps its record."""
+    _, owner = owner_of(case_table, case["case_id"])
+    if owner is None or owner.rstrip("/") != str(app.conf.canonical_url).rstrip("/"):
+        return case
+    current = lookup(case["case_id"])
+    return case if current is None else {**case, **current}
+
+
+def _case(update: dict[str, Any]) -> dict[str, Any]:
+    """A case as the dashboard gets it: with its last snooze and its label, if any."""
+    if update.get("transition") == "expired":
+        return update
+    case_id = str(update.get("case_id", ""))
+    return {**update, "snooze": snoozes.snooze_of(case_id), "label": labels.label(case_id)}
+
+
+def _snooze(update: dict[str, Any]) -> dict[str, Any]:
+    return update["record"] or {"case_id": update["id"], "until": 0}
+
+
+def _label(update: dict[str, Any]) -> dict[str, Any]:
+    return {"id": update["id"], "label": update["record"]}
+
+
 @app.page("/dashboard/events")
 class DashboardEvents(View):
-    """``text/event-stream``: the recent alerts, then each new one (``alert``), and
+    """``text/event-stream``: the recent alerts, then each new one (``alert``); the
+    open cases, then each case as it changes (``case``; an expired one is
+    ``{"case_id", "transition": "expired"}``); snoozes (``snooze``: the record) and
+    labels (``label``: ``{"id", "label": record or null}``) as they are taken; and
     per-rule rates every second (``rates``)."""
 
     async def get(self, request: Request) -> Any:
         try:
-            await alert_tail.ready()
+            await asyncio.gather(
+                alert_tail.ready(),
+                case_tail.caught_up(),
+                snooze_tail.ready(),
+                label_tail.ready(),
+            )
         except TimeoutError:
-            return json_error(self, 503, "the alerts topic cannot be read yet; retry")
+            return json_error(self, 503, "the alerts or cases topic cannot be read yet; retry")
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        queue = alerts.subscribe()
+        # Subscribed before the snapshot is taken, with no await between: no change
+        # falls in between (a change after the snapshot may come twice, harmlessly).
+        feeds: dict[str, tuple[Any, Any]] = {
+            "alert": (alerts, _identity),
+            "case": (board, _case),
+            "snooze": (snooze_feed, _snooze),
+            "label": (label_feed, _label),
+        }
+        queues = {kind: feed.subscribe() for kind, (feed, _) in feeds.items()}
+        open_cases = board.listing("open", None, CASES_ON_CONNECT)
+        replay = list(alerts.recent)
+        getters: dict[asyncio.Future[Any], str] = {}
         try:
             await response.write(b"retry: 2000\n\n")
-            for alert in list(alerts.recent):
+            for start in range(0, len(open_cases), CHUNK):
+                chunk = open_cases[start : start + CHUNK]
+                await response.write(b"".join(_event("case", _case(_live(c))) for c in chunk))
+            for alert in replay:
                 await response.write(_event("alert", alert))
+            getters = {asyncio.ensure_future(q.get()): kind for kind, q in queues.items()}
             next_rates = 0.0
             while True:
                 if time.monotonic() >= next_rates:
                     await response.write(_event("rates", alerts.rates.snapshot()))
                     next_rates = time.monotonic() + 1.0
-                with contextlib.suppress(TimeoutError):
-                    alert = await asyncio.wait_for(queue.get(), timeout=1.0)
-                    chunk = [_event("alert", alert)]
-                    while not queue.empty() and len(chunk) < 200:
-                        chunk.append(_event("alert", queue.get_nowait()))
-                    await response.write(b"".join(chunk))
+                done, _ = await asyncio.wait(
+                    getters,
+                    timeout=max(0.0, next_rates - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                out = []
+                for getter in done:
+                    kind = getters.pop(getter)
+                    queue, shape = queues[kind], feeds[kind][1]
+                    records = [getter.result()]
+                    while not queue.empty() and len(records) < CHUNK:
+                        records.append(queue.get_nowait())
+                    out.extend(_event(kind, shape(record)) for record in records)
+                    getters[asyncio.ensure_future(queue.get())] = kind
+                if out:
+                    await response.write(b"".join(out))
         except (ConnectionResetError, asyncio.CancelledError):
             pass  # the browser went away
         finally:
-            alerts.unsubscribe(queue)
+            for getter in getters:
+                getter.cancel()
+            for kind, (feed, _) in feeds.items():
+                feed.unsubscribe(queues[kind])
         return response
 
 

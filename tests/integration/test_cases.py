@@ -176,6 +176,8 @@ def test_a_snooze_silences_notifications_while_alerts_count(
     )
     audit = [a for a in space.consume("actions", idle_s=1.5)["actions"] if a["case_id"] == quiet]
     assert [a["action"] for a in audit] == ["snooze"]
+    listed = cli(space, "cases", "list")
+    assert quiet in listed and loud in listed and "open cases" in listed
 
 
 def test_an_automatic_block_is_listed_and_lifted_at_its_end(

@@ -5,9 +5,10 @@ Playwright for Python: the page is opened as a person would (``?access_token=`` 
 the cookie, the ingest token in the fragment), alerts are made through the page's
 own simulator form and through the ingest API behind its back, and the test checks
 what the page shows: rows, map features, the detail panel with the state views, the
-simulator's verdict. Any console error, uncaught exception, failed request or
-request to a host other than 127.0.0.1 fails it. A screenshot is left in
-``test-artifacts/dashboard.png``.
+simulator's verdict; and the cases: a case's row and its live count, the case view,
+a snooze and a label with the precision they move. Any console error, uncaught
+exception, failed request or request to a host other than 127.0.0.1 fails it.
+Screenshots are left in ``test-artifacts/`` (``dashboard.png``, ``dashboard-cases.png``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from playwright.sync_api import (
 
 from fraudapp.cli import procs
 from fraudapp.cli.workerproc import WorkerProcess
-from tests.integration.helpers import AppSpace, running
+from fraudapp.core.caseids import case_id
+from tests.integration.helpers import AppSpace, running, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -157,6 +159,15 @@ def send_transaction(page: Page, account: str, atm: str, at: tuple[float, float]
     form.locator("button[type=submit]").click()
 
 
+def entry_url(worker: WorkerProcess, *, api_token: bool = False) -> str:
+    """The dashboard's address as a person opens it: the API token as
+    ``?access_token=`` (traded for the cookie), the write tokens in the fragment."""
+    fragment = f"ingest_token={quote(worker.ingest_token)}"
+    if api_token:
+        fragment += f"&api_token={quote(worker.api_token)}"
+    return f"{worker.url}/dashboard?access_token={quote(worker.api_token)}#{fragment}"
+
+
 def row(page: Page, rule: str, key: str):
     return page.locator(f'#alerts tbody tr[data-rule="{rule}"]').filter(has_text=key)
 
@@ -265,6 +276,142 @@ def test_dashboard_shows_live_alerts_on_the_map_and_their_state(
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-failure.png"))
+        print("browser problems:", *log.problems, sep="\n  ")
+        print(f"worker log:\n{procs.tail(worker.log_path, 80)}")
+        raise
+
+
+def test_dashboard_shows_open_cases_their_alerts_snoozes_and_label_precision(
+    worker: WorkerProcess, browser: tuple[BrowserContext, BrowserLog]
+) -> None:
+    """A click burst makes one case. Its record is written when it opens (one alert);
+    the alerts after it come between transitions, so the row's count moves with the
+    alert events the page receives. The case view lists its alerts and opens them;
+    Snooze marks the row; a Fraud label moves the rule version's precision."""
+    context, log = browser
+    page = context.new_page()
+    session = "dash-case-1"
+    cid = case_id("click_burst", session)
+    url = "https://shop.example/case"
+    now = int(time.time() * 1000)
+
+    def clicks(*numbers: int) -> list[dict[str, object]]:
+        return [
+            {
+                "click_id": f"dash-case-{i}",
+                "session_id": session,
+                "url": url,
+                "timestamp": now + i * 200,
+                "lat": PARIS[0],
+                "lon": PARIS[1],
+            }
+            for i in numbers
+        ]
+
+    try:
+        page.goto(entry_url(worker, api_token=True))
+        assert page.url == f"{worker.url}/dashboard"  # the tokens left the address
+        expect(page.locator("#api-token")).to_have_value(worker.api_token)
+        expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        expect(page.locator("#cases-empty")).to_be_visible()
+        expect(page.locator("#precision-empty")).to_be_visible()
+
+        # Four clicks on one URL within 10 s: the third and the fourth raise alerts.
+        status, body = worker.request("POST", "/clicks", clicks(0, 1, 2, 3))
+        assert status == 202, body
+        case_row = page.locator(f'#cases tbody tr[data-case-id="{cid}"]')
+        expect(case_row).to_have_count(1, timeout=WAIT_MS)
+        count = case_row.locator("td.count")
+        expect(count).to_have_text("2", timeout=WAIT_MS)
+        expect(case_row.locator(".entity")).to_have_text(session)
+        expect(case_row).to_have_attribute("data-rule", "click_burst")
+        expect(case_row).to_have_attribute("data-snoozed", "false")
+        expect(case_row.locator("td.st")).to_contain_text("open")
+        expect(case_row.locator("td.st")).to_contain_text("low")  # 4 clicks: 4/3 of the threshold
+        expect(page.locator("#case-count")).to_have_text("1 open")
+        # A fifth click in the window: a third alert, and the count follows.
+        status, body = worker.request("POST", "/clicks", clicks(4))
+        assert status == 202, body
+        expect(count).to_have_text("3", timeout=WAIT_MS)
+        alert_rows = page.locator('#alerts tbody tr[data-rule="click_burst"]')
+        expect(alert_rows).to_have_count(3)
+
+        # The case view: the case live from its table, with its alerts.
+        case_row.locator("td.c").click()
+        view = page.locator("#case-view")
+        expect(view).to_be_visible()
+        expect(view).to_have_attribute("data-state", "ok", timeout=WAIT_MS)
+        expect(view.locator("#case-title")).to_contain_text(session)
+        expect(view.locator("#case-meta")).to_contain_text(cid)
+        expect(view.locator(".case-status")).to_contain_text("open, episode 1")
+        expect(view.locator(".case-count")).to_have_text("3 in all, 3 this episode")
+        expect(view.locator(".case-action")).to_have_text("none")
+        expect(view.locator(".case-snooze")).to_have_text("not snoozed")
+        listed = view.locator("#case-alerts tbody tr")
+        expect(listed).to_have_count(3)
+        # Each alert opens the alert detail over it; closing that shows the case again.
+        newest = listed.first.get_attribute("data-alert-id")
+        assert newest and newest.startswith("click_burst-"), newest
+        listed.first.get_by_role("button", name=f"open alert {newest}").click()
+        detail = page.locator("#detail")
+        expect(detail).to_be_visible()
+        evidence = page.locator("#detail-evidence")
+        expect(evidence).to_contain_text(f'"alert_id": "{newest}"')
+        expect(evidence).to_contain_text(f'"case_id": "{cid}"')
+        expect(evidence).to_contain_text('"click_id": "dash-case-4"')
+        page.locator("#detail-close").click()
+        expect(detail).to_be_hidden()
+        expect(view).to_be_visible()
+
+        # Snooze from the row: the row and the case view say so.
+        case_row.get_by_role("button", name="Snooze").click()
+        expect(case_row).to_have_attribute("data-snoozed", "true", timeout=WAIT_MS)
+        expect(case_row.locator("td.st")).to_contain_text("snoozed")
+        expect(case_row.get_by_role("button", name="Unsnooze")).to_be_visible()
+        expect(view.locator(".case-snooze")).to_contain_text("snoozed until")
+        expect(view.locator(".case-snooze")).to_contain_text("by dashboard")
+        expect(page.locator("#cases-msg")).to_contain_text("snoozed until")
+
+        # Fraud: the label is taken, and click_burst version 1 is 100 % precise.
+        case_row.get_by_role("button", name="Fraud").click()
+        expect(case_row).to_have_attribute("data-label", "fraud", timeout=WAIT_MS)
+        expect(case_row.get_by_role("button", name="Fraud")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        expect(view.locator(".case-label")).to_have_text("fraud by dashboard")
+        precision = page.locator('#precision tbody tr[data-rule="click_burst"][data-version="1"]')
+        expect(precision.locator("td.precision")).to_have_text("100.0 %", timeout=WAIT_MS)
+        expect(precision.locator("td.fraud")).to_have_text("1")
+        expect(precision.locator("td.legit")).to_have_text("0")
+        expect(page.locator("#precision-empty")).to_be_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-cases.png"))
+
+        # The worker agrees: the case has the three alerts and the snooze.
+        def snoozed_case() -> dict | None:
+            status, body = worker.get(f"/cases/{cid}")
+            return body if status == 200 and body["case"]["snoozed"] else None
+
+        body = wait_for(snoozed_case, timeout=30)
+        assert body, worker.get(f"/cases/{cid}")
+        assert body["case"]["alert_count"] == 3 and len(body["alerts"]) == 3, body
+
+        # A new page load gets the case with its snooze and label from the stream,
+        # and its count from the case record and the replayed alerts.
+        again = context.new_page()
+        again.goto(f"{worker.url}/dashboard")
+        again_row = again.locator(f'#cases tbody tr[data-case-id="{cid}"]')
+        expect(again_row.locator("td.count")).to_have_text("3", timeout=WAIT_MS)
+        expect(again_row).to_have_attribute("data-snoozed", "true")
+        expect(again_row).to_have_attribute("data-label", "fraud")
+        expect(
+            again.locator('#precision tbody tr[data-rule="click_burst"] td.precision')
+        ).to_have_text("100.0 %", timeout=WAIT_MS)
+
+        assert log.problems == [], "\n".join(log.problems)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-cases-failure.png"))
         print("browser problems:", *log.problems, sep="\n  ")
         print(f"worker log:\n{procs.tail(worker.log_path, 80)}")
         raise

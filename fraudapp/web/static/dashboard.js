@@ -6,7 +6,11 @@
 // script over two vendored libraries (Leaflet for the map, topojson-client to turn
 // the Natural Earth TopoJSON into the GeoJSON base layer). Reads use relative URLs
 // and the HttpOnly cookie the server set when the page was opened with its access
-// token, so no token ever sits in this script. Alerts come from server-sent events
+// token, so no token ever sits in this script. Writes need a bearer token the
+// person gives (the cookie opens reads only): the ingest token for the simulator,
+// the API token for snoozes and labels, each taken from the address's fragment
+// (#ingest_token=…&api_token=…, which never reaches a server) or typed in, and kept
+// in sessionStorage. Alerts, cases, snoozes and labels come from server-sent events
 // (EventSource reconnects by itself) and every string from the server goes into the
 // page as text (textContent, Leaflet tooltips given DOM nodes), never as HTML.
 "use strict";
@@ -24,6 +28,14 @@ const MAX_ROWS = 200; // alert rows kept in the table
 const MAX_FEATURES = 500; // alerts kept on the map
 const MAX_SEEN = 5000; // alert ids remembered to drop replays
 const TOKEN_KEY = "fraudapp.ingest_token";
+const API_TOKEN_KEY = "fraudapp.api_token";
+const SEVERITIES = ["low", "medium", "high", "critical"];
+const CASE_RECENT = 20; // alerts a case record lists, its newest (fraudapp.core.cases.RECENT)
+const MAX_CASE_ROWS = 200; // open cases shown, newest activity first
+const MAX_CASES_KEPT = 5000; // cases remembered (open, resolved, or known from alerts)
+const MAX_LIVE_ALERTS = 2000; // alerts remembered per case between its records
+const SNOOZE_FOR = "1h";
+const PRECISION_EVERY_MS = 5000;
 const PLACES = [
   ["London", 51.5074, -0.1278], ["Paris", 48.8566, 2.3522], ["Madrid", 40.4168, -3.7038],
   ["Berlin", 52.52, 13.405], ["Rome", 41.9028, 12.4964], ["New York", 40.7128, -74.006],
@@ -258,6 +270,7 @@ function addAlert(alert) {
     gone.remove();
   }
   entry.layer = drawAlert(alert);
+  caseAlert(alert);
   while (known.size > MAX_SEEN) {
     const [oldId, old] = known.entries().next().value;
     if (old.layer) alertLayer.removeLayer(old.layer);
@@ -290,13 +303,16 @@ function showOnMap(bounds) {
   const size = map.getSize();
   const mapBox = map.getContainer().getBoundingClientRect();
   const cover = detail.hidden ? 0 : Math.max(0, mapBox.right - detail.getBoundingClientRect().left);
-  if (size.x - cover < 200) return; // too little map left to aim at
+  const coverLeft = caseView.hidden ? 0 : Math.max(0, caseView.getBoundingClientRect().right - mapBox.left);
+  if (size.x - cover - coverLeft < 200) return; // too little map left to aim at
   const seen = L.latLngBounds(
-    map.containerPointToLatLng([pad, size.y - pad]),
+    map.containerPointToLatLng([coverLeft + pad, size.y - pad]),
     map.containerPointToLatLng([size.x - cover - pad, pad]),
   );
   if (!seen.contains(bounds)) {
-    map.fitBounds(bounds, { maxZoom: 4, paddingTopLeft: [pad, pad], paddingBottomRight: [cover + pad, pad] });
+    map.fitBounds(bounds, {
+      maxZoom: 4, paddingTopLeft: [coverLeft + pad, pad], paddingBottomRight: [cover + pad, pad],
+    });
   }
 }
 
@@ -334,13 +350,35 @@ function errorText(answer) {
 
 function openDetail(alertId) {
   const entry = known.get(alertId);
-  if (!entry) return;
-  const alert = entry.alert;
+  if (entry) showAlert(entry.alert);
+}
+
+/** The alert detail of an alert the page may not hold (a case's older alerts):
+ * asked of GET /alerts/{id}, which keeps the last hour of event time. */
+function openAlertById(alertId) {
+  if (known.has(alertId)) {
+    openDetail(alertId);
+    return;
+  }
+  const token = ++detailToken;
+  fetchJson(`/alerts/${encodeURIComponent(alertId)}`).then((answer) => {
+    if (token !== detailToken) return;
+    if (answer.ok && answer.body && answer.body.alert) showAlert(answer.body.alert);
+    else say(`alert ${alertId}: ${errorText(answer)}`, true);
+  }).catch((err) => say(`alert ${alertId}: request failed: ${err.message}`, true));
+}
+
+function showAlert(alert) {
   detail.hidden = false;
-  select(alertId);
+  select(alert.alert_id);
   const token = ++detailToken;
   $("#detail-title").replaceChildren(rulePill(String(alert.rule)), " ", String(alert.key ?? ""));
   $("#detail-meta").textContent = `${alert.alert_id} · event ${iso(alert.event_time)} · detected ${iso(alert.detected_at)}`;
+  const caseLine = $("#detail-case");
+  caseLine.hidden = typeof alert.case_id !== "string";
+  caseLine.replaceChildren(...(caseLine.hidden ? [] : ["case ", el("button", {
+    type: "button", class: "link case-link", onclick: () => openCase(alert.case_id),
+  }, alert.case_id)]));
   $("#detail-evidence").textContent = JSON.stringify(alert, null, 2);
   const related = $("#detail-related");
   related.replaceChildren();
@@ -365,8 +403,17 @@ function openDetail(alertId) {
   if (!related.children.length) related.append(el("p", { class: "muted" }, "No account, session or campaign on this alert."));
 }
 
-$("#detail-close").addEventListener("click", () => { detail.hidden = true; select(null); });
-document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && !detail.hidden) { detail.hidden = true; select(null); } });
+function closeDetail() {
+  detail.hidden = true;
+  select(null);
+}
+$("#detail-close").addEventListener("click", closeDetail);
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape") return;
+  // The alert detail opens over the case it came from: Escape closes the top one.
+  if (!detail.hidden) closeDetail();
+  else if (!caseView.hidden) closeCase();
+});
 
 // ---- rates --------------------------------------------------------------------------
 
@@ -410,6 +457,537 @@ function showRates(rates) {
   $("#rates-at").textContent = Number.isFinite(rates.at) ? `at ${clock(rates.at)}` : "";
 }
 
+// ---- cases --------------------------------------------------------------------------
+//
+// One row per open case, from the `case` events: the open cases on connect (as the
+// case table holds them, for the cases of the worker the page is on), then each
+// transition from the cases topic. A case record is written at its transitions only,
+// so between them the count moves with the `alert` events, each of which names its
+// case: an alert the record does not cover (not among the newest alerts it lists)
+// adds one until a record counts it. GET /cases/{id} (the case view) answers from the
+// case table, live, and its answer becomes the row's record too.
+
+const caseView = $("#case-view");
+const casesBody = $("#cases tbody");
+const apiTokenInput = $("#api-token");
+const cases = new Map(); // case_id -> state (see caseState), oldest first
+let caseViewId = null;
+let caseViewToken = 0;
+let casesPending = false;
+// While the pointer is over the list (or focus is in it) rows keep their places, so
+// a button is not moved away as it is clicked; they are sorted again on leaving.
+let casesHeld = false;
+const casesScroll = $("#cases").parentElement;
+function holdCases() {
+  const held = casesScroll.matches(":hover") || casesScroll.contains(document.activeElement);
+  if (held !== casesHeld) {
+    casesHeld = held;
+    scheduleCases();
+  }
+}
+for (const name of ["mouseenter", "mouseleave", "focusin", "focusout"]) {
+  casesScroll.addEventListener(name, () => setTimeout(holdCases, 0));
+}
+
+const rank = (severity) => SEVERITIES.indexOf(severity);
+const snoozedNow = (snooze) => !!snooze && Number(snooze.until) > Date.now();
+
+function caseState(caseId) {
+  let state = cases.get(caseId);
+  if (state) return state;
+  state = {
+    id: caseId, record: null, label: undefined, snooze: undefined, row: null, cells: null,
+    alerts: new Map(), // alert_id -> {alert_id, event_time, severity, rule_version}, from alert events
+    extra: { count: 0, last: 0, severity: null }, // of those, what the record does not cover
+    dirty: true,
+  };
+  cases.set(caseId, state);
+  if (cases.size > MAX_CASES_KEPT) {
+    // Forget the oldest case that is not open and not on view.
+    for (const [id, old] of cases) {
+      if (id !== caseViewId && !(old.record && old.record.status === "open")) {
+        forgetCase(id);
+        break;
+      }
+    }
+  }
+  return state;
+}
+
+function forgetCase(caseId) {
+  const state = cases.get(caseId);
+  if (state && state.row) state.row.remove();
+  cases.delete(caseId);
+}
+
+/** Whether the record already counts the alert. It lists its newest CASE_RECENT
+ * alerts; one older than those was counted (or came late, after its newer ones). */
+function covered(record, alert) {
+  const recent = Array.isArray(record.recent) ? record.recent : [];
+  if (alert.alert_id === record.last_alert_id || alert.alert_id === record.first_alert_id) return true;
+  if (recent.some((r) => r.alert_id === alert.alert_id)) return true;
+  return recent.length >= CASE_RECENT && Number(alert.event_time) < Number(recent[0].event_time);
+}
+
+function addExtra(state, alert) {
+  state.extra.count += 1;
+  state.extra.last = Math.max(state.extra.last, Number(alert.event_time) || 0);
+  if (rank(alert.severity) > rank(state.extra.severity)) state.extra.severity = alert.severity;
+}
+
+/** Recount what the record does not cover, dropping the alerts it does. */
+function recount(state) {
+  state.extra = { count: 0, last: 0, severity: null };
+  for (const [id, alert] of state.alerts) {
+    if (state.record && covered(state.record, alert)) state.alerts.delete(id);
+    else addExtra(state, alert);
+  }
+}
+
+/** The case as shown: the record plus the alerts seen since. */
+function live(state) {
+  const r = state.record || {};
+  const severity = rank(state.extra.severity) > rank(r.severity) ? state.extra.severity : r.severity;
+  return {
+    count: (Number(r.alert_count) || 0) + state.extra.count,
+    episodeAlerts: (Number(r.episode_alerts) || 0) + state.extra.count,
+    last: Math.max(Number(r.last_seen) || 0, state.extra.last),
+    severity: severity || "medium",
+  };
+}
+
+function setRecord(record) {
+  if (!record || typeof record.case_id !== "string") return;
+  if (record.transition === "expired") {
+    const state = cases.get(record.case_id);
+    if (state) {
+      state.record = null;
+      state.dirty = true;
+      if (record.case_id !== caseViewId) forgetCase(record.case_id);
+    }
+    scheduleCases();
+    return;
+  }
+  const state = caseState(record.case_id);
+  const current = state.record;
+  // A count only grows: a record older than the one held (a GET answer can be newer
+  // than the last transition) changes nothing but what it says of snooze and label.
+  if (!current || current.stale || (Number(record.alert_count) || 0) >= (Number(current.alert_count) || 0)) {
+    state.record = record;
+    recount(state);
+  }
+  if ("snooze" in record) state.snooze = record.snooze;
+  if ("label" in record && record.label !== undefined) state.label = record.label;
+  state.dirty = true;
+  scheduleCases();
+}
+
+function caseAlert(alert) {
+  if (typeof alert.case_id !== "string") return;
+  const state = caseState(alert.case_id);
+  if (state.alerts.has(alert.alert_id)) return;
+  const entry = {
+    alert_id: alert.alert_id, event_time: Number(alert.event_time),
+    severity: alert.severity ?? null, rule_version: alert.rule_version ?? null,
+  };
+  if (state.record && covered(state.record, entry)) return;
+  state.alerts.set(alert.alert_id, entry);
+  if (state.alerts.size > MAX_LIVE_ALERTS) state.alerts.delete(state.alerts.keys().next().value);
+  addExtra(state, entry);
+  state.dirty = true;
+  scheduleCases();
+}
+
+function setSnooze(snooze) {
+  if (!snooze || typeof snooze.case_id !== "string") return;
+  const state = cases.get(snooze.case_id);
+  if (!state) return;
+  state.snooze = snooze;
+  state.dirty = true;
+  scheduleCases();
+}
+
+function setLabel(id, label) {
+  const state = cases.get(id);
+  if (state) {
+    state.label = label;
+    state.dirty = true;
+    scheduleCases();
+  }
+  refreshPrecisionSoon();
+}
+
+function scheduleCases() {
+  if (casesPending) return;
+  casesPending = true;
+  setTimeout(renderCases, 100);
+}
+
+const sevBadge = (severity) => el("span", { class: `badge sev sev-${cssName(severity)}` }, severity);
+
+function actionButtons(caseId) {
+  const snooze = el("button", { type: "button", class: "mini snooze", onclick: (ev) => { ev.stopPropagation(); snoozeCase(caseId); } }, "Snooze");
+  const fraud = el("button", { type: "button", class: "mini label-fraud", "aria-pressed": "false", onclick: (ev) => { ev.stopPropagation(); labelCase(caseId, "fraud"); } }, "Fraud");
+  const legit = el("button", { type: "button", class: "mini label-legit", "aria-pressed": "false", onclick: (ev) => { ev.stopPropagation(); labelCase(caseId, "legit"); } }, "Legit");
+  return { snooze, fraud, legit };
+}
+
+/** The buttons' names and states as the case stands: names say which case, so a
+ * screen reader's list of buttons tells the rows apart. */
+function paintButtons(buttons, state) {
+  const r = state.record || {};
+  const what = `${r.entity ?? state.id} (${r.rule ?? "case"})`;
+  const snoozed = snoozedNow(state.snooze);
+  buttons.snooze.textContent = snoozed ? "Unsnooze" : "Snooze";
+  buttons.snooze.setAttribute("aria-label", snoozed ? `Unsnooze ${what}` : `Snooze ${what} for 1 hour`);
+  buttons.snooze.title = snoozed ? "lift the snooze now" : "silence its notifications for 1 hour";
+  const label = state.label && state.label.label;
+  for (const word of ["fraud", "legit"]) {
+    const button = buttons[word];
+    const text = word === "fraud" ? "Fraud" : "Legit";
+    button.setAttribute("aria-label", `${text}: label ${what} as ${word}`);
+    button.setAttribute("aria-pressed", String(label === word));
+  }
+}
+
+function caseRow(state) {
+  const buttons = actionButtons(state.id);
+  const cells = {
+    entity: el("span", { class: "entity" }), rule: el("span", { class: "rule" }),
+    count: el("td", { class: "num n count" }), first: el("span", { class: "first" }), last: el("span", { class: "last" }),
+    severity: el("span", { class: "sev-cell" }), status: el("span", { class: "status-cell" }), buttons,
+  };
+  const row = el(
+    "tr",
+    {
+      tabindex: "0",
+      dataset: { caseId: state.id },
+      onclick: () => openCase(state.id),
+      onkeydown: (ev) => {
+        if (ev.target === row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); openCase(state.id); }
+      },
+    },
+    el("td", { class: "c" }, cells.entity, cells.rule),
+    cells.count,
+    el("td", { class: "w" }, cells.first, cells.last),
+    el("td", { class: "st" }, cells.severity, cells.status),
+    el("td", { class: "a" }, el("div", { class: "acts" }, buttons.snooze, buttons.fraud, buttons.legit)),
+  );
+  state.row = row;
+  state.cells = cells;
+  return row;
+}
+
+function paintRow(state) {
+  const r = state.record;
+  const c = state.cells;
+  const now = live(state);
+  const snoozed = snoozedNow(state.snooze);
+  const label = state.label && state.label.label;
+  state.row.dataset.rule = String(r.rule);
+  state.row.dataset.severity = String(now.severity);
+  state.row.dataset.snoozed = String(snoozed);
+  if (label) state.row.dataset.label = label;
+  else delete state.row.dataset.label;
+  state.row.title = `${state.id}, episode ${r.episode ?? "?"}: ${now.episodeAlerts} alerts since it opened at ${iso(r.opened_at)}`;
+  c.entity.textContent = String(r.entity ?? r.key ?? "");
+  c.entity.title = String(r.entity ?? "");
+  c.rule.replaceChildren(rulePill(String(r.rule)));
+  c.count.textContent = num(now.count);
+  c.first.textContent = clock(Number(r.first_seen));
+  c.first.title = `first seen ${iso(Number(r.first_seen))}`;
+  c.last.textContent = clock(now.last);
+  c.last.title = `last seen ${iso(now.last)}`;
+  c.severity.replaceChildren(sevBadge(now.severity));
+  c.status.replaceChildren(...[
+    el("span", { class: `badge status-${cssName(r.status)}` }, String(r.status)),
+    snoozed ? el("span", { class: "badge snoozed", title: snoozeText(state.snooze) }, "snoozed") : null,
+    label ? el("span", { class: `badge labelled label-${cssName(label)}`, title: `labelled ${label} by ${state.label.by ?? "?"}` }, label) : null,
+  ].filter(Boolean));
+  paintButtons(c.buttons, state);
+}
+
+function renderCases() {
+  casesPending = false;
+  const open = [];
+  for (const state of cases.values()) {
+    if (state.record && !state.record.stale && state.record.status === "open") open.push(state);
+  }
+  open.sort((a, b) => live(b).last - live(a).last || (a.id < b.id ? 1 : -1));
+  const shown = open.slice(0, MAX_CASE_ROWS);
+  if (casesHeld && casesBody.rows.length) {
+    // Held: repaint the rows in place (a case that resolved says so), add none.
+    for (const state of cases.values()) if (state.dirty && state.row && state.row.isConnected && state.record) paintRow(state);
+  } else {
+    const keep = new Set();
+    for (const state of shown) {
+      if (!state.row) caseRow(state);
+      if (state.dirty || !state.row.isConnected) paintRow(state);
+      keep.add(state.row);
+    }
+    for (const row of [...casesBody.rows]) if (!keep.has(row)) row.remove();
+    shown.forEach((state, i) => {
+      const at = casesBody.rows[i];
+      if (at !== state.row) casesBody.insertBefore(state.row, at || null);
+    });
+  }
+  const selected = caseViewId && cases.get(caseViewId);
+  for (const row of casesBody.rows) row.classList.toggle("selected", !!selected && row === selected.row);
+  $("#case-count").textContent = (open.length > shown.length
+    ? `${num(open.length)} open, newest ${shown.length} shown` : `${num(open.length)} open`)
+    + (casesHeld && casesBody.rows.length ? " · order held while the pointer is on the list" : "");
+  $("#cases-empty").hidden = open.length > 0;
+  if (selected && selected.dirty) paintCaseView();
+  for (const state of cases.values()) state.dirty = false;
+}
+
+// A snooze ends in wall-clock time: repaint now and then so it shows.
+setInterval(() => {
+  for (const state of cases.values()) if (state.snooze) state.dirty = true;
+  scheduleCases();
+}, 10_000);
+
+function snoozeText(snooze) {
+  if (!snooze) return "not snoozed";
+  const by = snooze.by ? ` by ${snooze.by}` : "";
+  const why = snooze.reason ? ` (${snooze.reason})` : "";
+  return snoozedNow(snooze)
+    ? `snoozed until ${iso(Number(snooze.until))}${by}${why}`
+    : `not snoozed (the last snooze${by} ended ${iso(Number(snooze.until))})`;
+}
+
+function actionText(action) {
+  if (!action) return "none";
+  if (action.type !== "block_ip") return JSON.stringify(action);
+  const ip = action.ip ? ` ${action.ip}` : "";
+  if (action.status === "skipped") return `block IP${ip}: skipped, ${action.reason ?? "no reason given"}`;
+  const until = Number.isFinite(Number(action.until)) ? ` until ${iso(Number(action.until))} (event time)` : "";
+  return `block IP${ip}${until}: ${action.status ?? "?"}`;
+}
+
+// ---- writes: snooze and label (the API token) -----------------------------------------
+
+function say(text, error = false) {
+  const msg = $("#cases-msg");
+  msg.textContent = text;
+  msg.title = text;
+  msg.classList.toggle("error", error);
+  msg.dataset.state = error ? "error" : "ok";
+}
+
+async function postApi(path, body) {
+  const token = apiTokenInput.value.trim();
+  if (!token) {
+    return { status: 0, ok: false, body: { error: "enter the API token first (or open the page with #api_token=… in its address)", reason: "no_token" } };
+  }
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  try {
+    return { status: res.status, ok: res.ok, body: JSON.parse(text) };
+  } catch (_) {
+    return { status: res.status, ok: res.ok, body: null, text };
+  }
+}
+
+function busy(caseId, on) {
+  const state = cases.get(caseId);
+  const groups = [state && state.cells && state.cells.buttons, caseId === caseViewId && caseViewButtons];
+  for (const group of groups) {
+    if (!group) continue;
+    for (const button of Object.values(group)) button.disabled = on;
+  }
+}
+
+function nameOf(caseId) {
+  const state = cases.get(caseId);
+  const r = state && state.record;
+  return r ? `${r.entity} (${r.rule})` : caseId;
+}
+
+async function snoozeCase(caseId) {
+  const state = cases.get(caseId);
+  const lift = !!state && snoozedNow(state.snooze);
+  busy(caseId, true);
+  try {
+    const answer = await postApi(`/cases/${encodeURIComponent(caseId)}/snooze`, { for: lift ? "0s" : SNOOZE_FOR, by: "dashboard" });
+    if (answer.ok && answer.body && answer.body.snooze) {
+      setSnooze(answer.body.snooze);
+      say(lift ? `${nameOf(caseId)}: snooze lifted` : `${nameOf(caseId)}: ${snoozeText(answer.body.snooze)}`);
+    } else {
+      say(`snooze ${nameOf(caseId)}: ${answer.status ? errorText(answer) : answer.body.error}`, true);
+    }
+  } catch (err) {
+    say(`snooze ${nameOf(caseId)}: request failed: ${err.message}`, true);
+  } finally {
+    busy(caseId, false);
+  }
+}
+
+async function labelCase(caseId, label) {
+  busy(caseId, true);
+  try {
+    const answer = await postApi("/labels", { id: caseId, label, by: "dashboard" });
+    if (answer.ok && answer.body && answer.body.label) {
+      setLabel(caseId, answer.body.label);
+      const v = answer.body.label.rule_version;
+      say(`${nameOf(caseId)}: labelled ${label}${v ? ` (version ${v})` : ""}`);
+    } else {
+      say(`label ${nameOf(caseId)}: ${answer.status ? errorText(answer) : answer.body.error}`, true);
+    }
+  } catch (err) {
+    say(`label ${nameOf(caseId)}: request failed: ${err.message}`, true);
+  } finally {
+    busy(caseId, false);
+  }
+}
+
+// ---- the case view --------------------------------------------------------------------
+
+let caseViewAnswer = null; // GET /cases/{id}'s answer for the case on view
+let caseViewButtons = null;
+
+function openCase(caseId) {
+  caseViewId = caseId;
+  caseViewAnswer = null;
+  caseView.hidden = false;
+  caseView.dataset.caseId = caseId;
+  caseView.dataset.state = "loading";
+  paintCaseView();
+  scheduleCases(); // the row's selection
+  const token = ++caseViewToken;
+  fetchJson(`/cases/${encodeURIComponent(caseId)}`).then((answer) => {
+    if (token !== caseViewToken) return;
+    caseViewAnswer = answer;
+    caseView.dataset.state = answer.ok ? "ok" : "error";
+    if (answer.ok && answer.body && answer.body.case) setRecord(answer.body.case);
+    paintCaseView();
+  }).catch((err) => {
+    if (token !== caseViewToken) return;
+    caseViewAnswer = { status: 0, ok: false, body: null, text: `request failed: ${err.message}` };
+    caseView.dataset.state = "error";
+    paintCaseView();
+  });
+}
+
+function closeCase() {
+  caseView.hidden = true;
+  caseViewId = null;
+  caseViewButtons = null;
+  ++caseViewToken;
+  scheduleCases();
+}
+$("#case-close").addEventListener("click", closeCase);
+
+/** The case's alerts: the newest the record lists and those seen since, newest first. */
+function alertsOf(state) {
+  const all = new Map();
+  const recent = state.record && Array.isArray(state.record.recent) ? state.record.recent : [];
+  for (const a of recent) all.set(a.alert_id, a);
+  for (const a of state.alerts.values()) all.set(a.alert_id, a);
+  return [...all.values()].sort((a, b) => Number(b.event_time) - Number(a.event_time));
+}
+
+function paintCaseView() {
+  const caseId = caseViewId;
+  if (!caseId) return;
+  const state = cases.get(caseId) || caseState(caseId);
+  const r = state.record;
+  const body = $("#case-body");
+  $("#case-title").replaceChildren(
+    r ? rulePill(String(r.rule)) : "Case", " ", r ? String(r.entity ?? "") : "",
+  );
+  const answer = caseViewAnswer;
+  const where = answer && answer.ok && answer.body
+    ? ` · partition ${answer.body.partition} on ${answer.body.served_by}` : "";
+  $("#case-meta").textContent = `${caseId}${where}`;
+  if (!r) {
+    body.replaceChildren(answer && !answer.ok
+      ? el("p", { class: "msg error" }, errorText(answer))
+      : el("p", { class: "muted" }, "loading…"));
+    return;
+  }
+  const now = live(state);
+  const fact = (name, value, cls) => [el("dt", {}, name), el("dd", { class: cls }, value)];
+  caseViewButtons = actionButtons(caseId);
+  paintButtons(caseViewButtons, state);
+  const alerts = alertsOf(state);
+  const label = state.label && state.label.label;
+  body.replaceChildren(...[
+    answer && !answer.ok ? el("p", { class: "msg error" }, `GET /cases/${caseId}: ${errorText(answer)}`) : null,
+    el("dl", { class: "facts" },
+      fact("status", `${r.status}${r.stale ? " (before the stream reconnected)" : ""}, episode ${r.episode ?? "?"}`, "case-status"),
+      fact("severity", sevBadge(now.severity)),
+      fact("alerts", `${num(now.count)} in all, ${num(now.episodeAlerts)} this episode`, "case-count"),
+      fact("rule version", String(r.rule_version ?? "?")),
+      fact("first seen", iso(Number(r.first_seen))),
+      fact("opened", iso(Number(r.opened_at))),
+      fact("last seen", iso(now.last)),
+      r.resolved_at ? fact("resolved", iso(Number(r.resolved_at))) : null,
+      fact("label", label ? `${label} by ${state.label.by ?? "?"}` : "none", "case-label"),
+    ),
+    el("h3", {}, "Action"),
+    el("p", { class: "case-action", dataset: { action: r.action ? `${r.action.type}:${r.action.status}` : "none" } }, actionText(r.action)),
+    el("h3", {}, "Snooze"),
+    el("p", { class: "case-snooze", dataset: { snoozed: String(snoozedNow(state.snooze)) } }, snoozeText(state.snooze)),
+    el("div", { class: "case-actions" }, caseViewButtons.snooze, caseViewButtons.fraud, caseViewButtons.legit),
+    el("h3", {}, `Alerts (${alerts.length} listed of ${num(now.count)}, newest first)`),
+    el("table", { id: "case-alerts", class: "case-alerts" },
+      el("thead", {}, el("tr", {}, el("th", { class: "t" }, "time"), el("th", {}, "alert"), el("th", { class: "sv" }, "severity"), el("th", { class: "num" }, "version"))),
+      el("tbody", {}, alerts.map((a) => el("tr", { dataset: { alertId: a.alert_id } },
+        el("td", { class: "t", title: iso(Number(a.event_time)) }, clock(Number(a.event_time))),
+        el("td", { title: a.alert_id }, el("button", {
+          type: "button", class: "link alert-link", "aria-label": `open alert ${a.alert_id}`,
+          onclick: () => openAlertById(a.alert_id),
+        }, a.alert_id)),
+        el("td", {}, a.severity ? sevBadge(a.severity) : "—"),
+        el("td", { class: "num" }, String(a.rule_version ?? "?")))))),
+    el("h3", {}, "Latest alert's evidence"),
+    el("pre", { class: "json" }, JSON.stringify(r.summary ?? {}, null, 2)),
+  ].filter(Boolean));
+}
+
+// ---- precision per rule version ------------------------------------------------------
+
+let precisionTimer = null;
+
+function showPrecision(rows) {
+  const tbodyP = $("#precision tbody");
+  rows = Array.isArray(rows) ? [...rows] : [];
+  rows.sort((a, b) => String(a.rule).localeCompare(String(b.rule)) || Number(a.rule_version) - Number(b.rule_version));
+  tbodyP.replaceChildren(...rows.map((row) => el("tr", { dataset: { rule: String(row.rule), version: String(row.rule_version) } },
+    el("td", {}, rulePill(String(row.rule))),
+    el("td", { class: "num" }, `v${row.rule_version}`),
+    el("td", { class: "num fraud" }, num(row.fraud)),
+    el("td", { class: "num legit" }, num(row.legit)),
+    el("td", { class: "num precision" }, row.precision === null || row.precision === undefined ? "—" : pct(row.precision)))));
+  $("#precision-empty").hidden = rows.length > 0;
+  $("#precision").hidden = rows.length === 0;
+  $("#precision-at").textContent = `at ${clock(Date.now())}`;
+}
+
+async function refreshPrecision() {
+  clearTimeout(precisionTimer);
+  try {
+    const answer = await fetchJson("/labels/precision");
+    if (answer.ok && answer.body) showPrecision(answer.body.precision);
+  } catch (err) {
+    console.warn("precision not loaded:", err.message);
+  } finally {
+    precisionTimer = setTimeout(refreshPrecision, PRECISION_EVERY_MS);
+  }
+}
+
+/** A label reaches the tally through the labels topic: look again shortly. */
+function refreshPrecisionSoon() {
+  for (const ms of [400, 1500]) setTimeout(refreshPrecision, ms);
+}
+showPrecision([]);
+refreshPrecision();
+
 // ---- live events --------------------------------------------------------------------
 
 const conn = $("#conn");
@@ -422,7 +1000,15 @@ function setConn(state, text) {
 
 function connect() {
   source = new EventSource("/dashboard/events");
-  source.addEventListener("open", () => setConn("open", "live"));
+  source.addEventListener("open", () => {
+    setConn("open", "live");
+    // The open cases come again: until they do, those held may have resolved meanwhile.
+    for (const state of cases.values()) {
+      if (state.record) state.record = { ...state.record, stale: true };
+      state.dirty = true;
+    }
+    scheduleCases();
+  });
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) {
       // The browser gave up (e.g. the answer was not an event stream): retry ourselves.
@@ -435,6 +1021,18 @@ function connect() {
   source.addEventListener("alert", (ev) => {
     try { addAlert(JSON.parse(ev.data)); } catch (err) { console.warn("bad alert event:", err.message); }
   });
+  source.addEventListener("case", (ev) => {
+    try { setRecord(JSON.parse(ev.data)); } catch (err) { console.warn("bad case event:", err.message); }
+  });
+  source.addEventListener("snooze", (ev) => {
+    try { setSnooze(JSON.parse(ev.data)); } catch (err) { console.warn("bad snooze event:", err.message); }
+  });
+  source.addEventListener("label", (ev) => {
+    try {
+      const data = JSON.parse(ev.data);
+      setLabel(data.id, data.label);
+    } catch (err) { console.warn("bad label event:", err.message); }
+  });
   source.addEventListener("rates", (ev) => {
     try { showRates(JSON.parse(ev.data)); } catch (err) { console.warn("bad rates event:", err.message); }
   });
@@ -444,14 +1042,18 @@ connect();
 // ---- simulator ----------------------------------------------------------------------
 
 const tokenInput = $("#ingest-token");
-const fromFragment = new URLSearchParams(location.hash.slice(1)).get("ingest_token");
-if (fromFragment) {
-  sessionStorage.setItem(TOKEN_KEY, fromFragment);
-  // Keep the token out of the address bar, the history and any copied link.
+const fragment = new URLSearchParams(location.hash.slice(1));
+for (const [name, key] of [["ingest_token", TOKEN_KEY], ["api_token", API_TOKEN_KEY]]) {
+  if (fragment.get(name)) sessionStorage.setItem(key, fragment.get(name));
+}
+if (fragment.get("ingest_token") || fragment.get("api_token")) {
+  // Keep the tokens out of the address bar, the history and any copied link.
   history.replaceState(null, "", location.pathname + location.search);
 }
-tokenInput.value = sessionStorage.getItem(TOKEN_KEY) || "";
-tokenInput.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim()));
+for (const [input, key] of [[tokenInput, TOKEN_KEY], [apiTokenInput, API_TOKEN_KEY]]) {
+  input.value = sessionStorage.getItem(key) || "";
+  input.addEventListener("input", () => sessionStorage.setItem(key, input.value.trim()));
+}
 
 const clickForm = $("#click-form");
 const txnForm = $("#txn-form");
