@@ -202,9 +202,10 @@ def run_atm(
     *,
     backlog: bool = False,
     code: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, bool]:
     """Transactions through one worker; correct when its alerts equal the oracle's
-    pairs. ``backlog`` as for :func:`run_clicks`, timed by the account table's
+    pairs. ``backlog`` and ``env`` as for :func:`run_clicks`, timed by the account table's
     changelog (one record per transaction handled), as the ATM rule sends no
     verdict per transaction."""
     space = AppSpace(bootstrap, "bench-atm")
@@ -223,7 +224,7 @@ def run_atm(
             for t in txns
         ]
     )
-    worker = space.worker(workdir / space.name)
+    worker = space.worker(workdir / space.name, **(env or {}))
     worker.log_level = "warn"
     worker.code = code
     with running(worker):

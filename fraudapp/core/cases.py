@@ -116,9 +116,11 @@ class Change:
 
 
 def _snapshot(case: Case) -> Case:
-    """The case as it is now: the cached one goes on changing with later alerts,
-    and a change may be sent after them (transitions are rare: this costs little)."""
-    return orjson.loads(orjson.dumps(case))
+    """The case as it is now: the cached one goes on changing with later alerts, and a
+    change may be sent after them. Its mutable parts are copied (``summary`` is only
+    ever replaced, never changed in place)."""
+    action = case.get("action")
+    return {**case, "recent": list(case["recent"]), "action": action and dict(action)}
 
 
 def case_key(case_id: str) -> bytes:
@@ -252,11 +254,11 @@ class CasePartition:
         t = int(alert["event_time"])
         marker = marker_key(alert_id)
         if self.store.get(marker) is not None:
-            return "repeat", self.sweep(watermark)
+            return "repeat", self.sweep(watermark) if self._sweep_due() else []
         if self.watermark is not None and t < self.watermark - self.policy.hold_ms:
             # Older than any marker kept: a repeat cannot be told from a new alert, and
             # no rule lets a new one come this late (see the module's docstring).
-            return "late", self.sweep(watermark)
+            return "late", self.sweep(watermark) if self._sweep_due() else []
         case_id = alert.get("case_id") or case_of(alert)
         key = case_key(case_id)
         case = self._load(key)
@@ -292,7 +294,14 @@ class CasePartition:
         self.store[marker] = orjson.dumps({"t": t, "c": case_id})
         self.markers.touch(marker, t)
         self._schedule(key, case)
-        return "added", changes + self.sweep(watermark)
+        return "added", changes + self.sweep(watermark) if self._sweep_due() else changes
+
+    def _sweep_due(self) -> bool:
+        """Whether :meth:`sweep` has anything to do at the watermark now."""
+        due = self.next_due()
+        return self.markers.sweep_due() or (
+            due is not None and self.watermark is not None and due <= self.watermark
+        )
 
     def _load(self, key: bytes) -> Case | None:
         case = self._cache.get(key)

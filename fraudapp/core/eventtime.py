@@ -85,6 +85,14 @@ class PartitionClock:
         """The key's state was deleted."""
         self._latest.pop(key, None)
 
+    def sweep_due(self) -> bool:
+        """Whether :meth:`due` would sweep now."""
+        return (
+            self.watermark is not None
+            and self._next_sweep is not None
+            and self.watermark >= self._next_sweep
+        )
+
     def due(self) -> list[bytes]:
         """Keys whose newest event is behind the horizon, when a sweep is due; else []."""
         if self.watermark is None or self._next_sweep is None or self.watermark < self._next_sweep:

@@ -35,6 +35,7 @@ _ids = itertools.count()
 
 ENV = {
     "CASE_QUIET_MS": str(QUIET_MS),
+    "CASE_UPDATE_EVERY_MS": "2500",
     "CLICK_ALLOWED_LATENESS_MS": str(LATENESS_MS),
     "ADNET_ALLOWED_LATENESS_MS": str(LATENESS_MS),
     "NOTIFY_RULES": "click_burst,rate_limit",
@@ -112,6 +113,7 @@ def test_a_case_opens_counts_resolves_in_event_time_and_reopens(
     cid = case_id("click_burst", "life-1")
     space.produce(burst("life-1", T0, n=4) + every_partition(T0 + 3_500))
     assert wait_for(lambda: transitions(space, cid) == ["opened"], timeout=60)
+    assert case_records(space, cid)[0]["alert_count"] == 1
     # Between transitions the topic is quiet; the case itself counts every alert.
     status, body = wait_for(
         lambda: (
@@ -123,20 +125,26 @@ def test_a_case_opens_counts_resolves_in_event_time_and_reopens(
     alerts = [a for a in space.consume("alerts", idle_s=1.5)["alerts"] if a["case_id"] == cid]
     assert {a["alert_id"] for a in alerts} == {a["alert_id"] for a in body["alerts"]}
 
-    # Not yet: the watermark is short of last alert + quiet + lateness (T0 + 10 s).
-    space.produce(every_partition(T0 + 9_000))
+    # An alert 3 s of event time after the last record (the update interval is 2.5 s)
+    # writes the case's state again.
+    space.produce([click("life-1", T0 + 5_000)] + every_partition(T0 + 5_500))
+    assert wait_for(lambda: transitions(space, cid) == ["opened", "updated"], timeout=60)
+    assert case_records(space, cid)[-1]["alert_count"] == 3
+
+    # Not yet: the watermark is short of last alert + quiet + lateness (T0 + 12 s).
+    space.produce(every_partition(T0 + 11_000))
     time.sleep(4)
-    assert transitions(space, cid) == ["opened"]
+    assert transitions(space, cid) == ["opened", "updated"]
     space.produce(every_partition(T0 + 20_000))
-    assert wait_for(lambda: transitions(space, cid) == ["opened", "resolved"], timeout=60)
+    assert wait_for(lambda: transitions(space, cid)[-1:] == ["resolved"], timeout=60)
     resolved = case_records(space, cid)[-1]
-    assert resolved["status"] == "resolved" and resolved["alert_count"] == 2
-    assert resolved["resolved_at"] == T0 + 3_000 + QUIET_MS
+    assert resolved["status"] == "resolved" and resolved["alert_count"] == 3
+    assert resolved["resolved_at"] == T0 + 5_000 + QUIET_MS
 
     space.produce(burst("life-1", T0 + 30_000) + every_partition(T0 + 33_000))
     assert wait_for(lambda: transitions(space, cid)[-1:] == ["reopened"], timeout=60)
     reopened = case_records(space, cid)[-1]
-    assert reopened["episode"] == 2 and reopened["alert_count"] == 3
+    assert reopened["episode"] == 2 and reopened["alert_count"] == 4
     assert reopened["episode_alerts"] == 1 and reopened["status"] == "open"
     status, listing = worker.get("/cases?status=all")
     assert cid in {c["case_id"] for c in listing["cases"]}
@@ -240,7 +248,7 @@ def test_two_workers_answer_for_the_same_case(
         answers = wait_for(both, timeout=90, interval=1.0)
         assert answers, "both workers should answer for the case"
         assert {a["served_by"] for a in answers} == {answers[0]["served_by"]}  # its owner
-        assert answers[0]["case"]["alert_count"] == answers[1]["case"]["alert_count"] == 3
+        assert answers[0]["case"]["alert_count"] == answers[1]["case"]["alert_count"] == 4
         listed = [
             {c["case_id"] for c in w.get("/cases?status=all")[1]["cases"]} for w in (worker, second)
         ]
