@@ -1,5 +1,5 @@
 """``fraudapp`` command line: demo, broker, topics, generate, load, block, rules,
-replay.
+replay, label, cases.
 
 The worker itself is started the faust way (``faust -A fraudapp.app worker``);
 these commands are the chores around it.
