@@ -10,7 +10,6 @@ Snoozes are written by any worker (:mod:`fraudapp.live.snoozes`).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from fraudapp.engine import kafkaio
 from fraudapp.live import snoozes
 from fraudapp.live.cases import case_table, lookup
 from fraudapp.web import json_error, routed
-from fraudapp.web.feed import TopicTail
+from fraudapp.web.feed import Listeners, TopicTail
 
 MAX_ID = 256
 #: At most this many cases per answer (``?limit=``).
@@ -33,12 +32,12 @@ MAX_LIMIT = 1000
 STATUSES = ("open", "resolved", "all")
 
 
-class CaseBoard:
+class CaseBoard(Listeners):
     """Every case as the ``cases`` topic last said, and who wants to hear of changes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.cases: dict[str, dict[str, Any]] = {}
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
     def deliver(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
         for key, value in records:
@@ -56,10 +55,7 @@ class CaseBoard:
                 if not isinstance(update, dict):
                     continue
                 self.cases[case_id] = update
-            for queue in self.subscribers:
-                if queue.full():
-                    queue.get_nowait()
-                queue.put_nowait(update)
+            self.publish(update)
 
     def listing(
         self, status: str = "open", rule: str | None = None, limit: int = 100
@@ -73,14 +69,6 @@ class CaseBoard:
         ]
         chosen.sort(key=lambda case: (case.get("last_seen") or 0, case["case_id"]), reverse=True)
         return chosen[:limit]
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
-        self.subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.discard(queue)
 
 
 board = CaseBoard()

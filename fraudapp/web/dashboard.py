@@ -31,7 +31,7 @@ from fraudapp.live.cases import case_table, lookup
 from fraudapp.web import STATIC, json_error, owner_of, page
 from fraudapp.web.cases_view import board, case_tail
 from fraudapp.web.clicks_view import clicks_in, produce_clicks
-from fraudapp.web.feed import Feed, TopicTail, Waiter
+from fraudapp.web.feed import Feed, Listeners, TopicTail, Waiter
 
 #: How long the simulator waits for its event's verdict before answering 504.
 SIMULATE_TIMEOUT_S = 20.0
@@ -59,13 +59,9 @@ app.service(alert_tail)
 app.service(verdict_tail)
 
 
-class Fanout:
+class Fanout(Listeners):
     """The records of a compacted topic, as ``{"id": key, "record": value or None}``,
-    for whoever listens (one bounded queue per open dashboard; a slow one loses the
-    oldest)."""
-
-    def __init__(self) -> None:
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+    for whoever listens."""
 
     def deliver(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
         for key, value in records:
@@ -79,19 +75,7 @@ class Fanout:
                     continue
                 if not isinstance(record, dict):
                     continue
-            update = {"id": key.decode("utf-8", "replace"), "record": record}
-            for queue in self.subscribers:
-                if queue.full():
-                    queue.get_nowait()
-                queue.put_nowait(update)
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
-        self.subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.discard(queue)
+            self.publish({"id": key.decode("utf-8", "replace"), "record": record})
 
 
 # Snoozes and labels taken from here on (by any dashboard, the CLI or the API), so

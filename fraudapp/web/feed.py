@@ -167,15 +167,37 @@ class Waiter:
             self.arrived.set()
 
 
-class Feed:
+class Listeners:
+    """One bounded queue per open dashboard; a slow browser loses the oldest records,
+    never the worker its memory."""
+
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.queue_size = queue_size
+        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    def publish(self, record: dict[str, Any]) -> None:
+        for queue in self.subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(record)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_size)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.subscribers.discard(queue)
+
+
+class Feed(Listeners):
     """Decoded records of one topic for whoever listens: the recent ones, per-rule
     rates, subscriber queues (one per open dashboard) and waiters (the simulator)."""
 
     def __init__(self, recent: int = 100, queue_size: int = 1000) -> None:
+        super().__init__(queue_size)
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent)
         self.rates = RuleRates()
-        self.queue_size = queue_size
-        self.subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.waiters: set[Waiter] = set()
 
     def deliver(self, values: Iterable[bytes]) -> None:
@@ -191,15 +213,4 @@ class Feed:
             if "rule" in record:
                 self.recent.append(record)
                 self.rates.add(str(record["rule"]))
-            for queue in self.subscribers:
-                if queue.full():  # a slow browser loses the oldest, not the worker
-                    queue.get_nowait()
-                queue.put_nowait(record)
-
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self.queue_size)
-        self.subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self.subscribers.discard(queue)
+            self.publish(record)

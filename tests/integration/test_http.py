@@ -402,8 +402,9 @@ def test_watermarks_name_every_level_and_input_partition(
         "area_in",
         "area",
         "index",
+        "cases",
     ]
-    assert list(body["levels"]["atm"]) == ["read", "account", "index"]
+    assert list(body["levels"]["atm"]) == ["read", "account", "index", "cases"]
     assert f"{space.topics['clicks']}[0]" in body["sources"], sorted(body["sources"])
     assert set(body["waiting_on"]) == {"clicks", "atm"}
     assert body["paused_for_alignment"] == []
