@@ -281,3 +281,26 @@ def test_two_workers_answer_for_the_same_case(
             if line.startswith(feed)
         ]
         assert sum(through) > 0, "some alerts should have crossed to the other worker"
+
+
+def test_open_cases_survive_a_restart_and_resolve_after_it(kafka_broker, tmp_path) -> None:
+    """The case table is restored like every other state: a worker restarted on its
+    data directory still counts the case, and its sweep, seeded from the restored
+    partition, resolves it when event time passes (no new alert for the case comes)."""
+    space = AppSpace(kafka_broker.bootstrap, "cases-restart", partitions=PARTITIONS)
+    space.create_topics()
+    cid = case_id("click_burst", "kept-1")
+    first = space.worker(tmp_path / "w", **ENV)
+    with running(first):
+        space.produce(burst("kept-1", T0, n=4) + every_partition(T0 + 3_500))
+        assert wait_for(lambda: first.get(f"/cases/{cid}")[1].get("case"), timeout=60)
+        assert wait_for(
+            lambda: first.get(f"/cases/{cid}")[1]["case"]["alert_count"] == 2, timeout=30
+        )
+    again = space.worker(tmp_path / "w", **ENV)
+    with running(again):
+        _, body = again.get(f"/cases/{cid}")
+        assert body["case"]["alert_count"] == 2 and body["case"]["status"] == "open"
+        space.produce(every_partition(T0 + 20_000))
+        assert wait_for(lambda: transitions(space, cid) == ["opened", "resolved"], timeout=60)
+        assert again.get(f"/cases/{cid}")[1]["case"]["status"] == "resolved"
