@@ -30,7 +30,7 @@ from faust.types import EventT
 from fraudapp.app import app, internal_topic, outbox, output_topic, owned, settings, state_table
 from fraudapp.atm.detect import RULE_NAME as ATM_RULE
 from fraudapp.core.alerts import now_ms
-from fraudapp.core.caseids import case_of, rule_of
+from fraudapp.core.caseids import rule_of
 from fraudapp.core.cases import Action, CasePartition, CasePolicy, Change
 from fraudapp.core.partitioning import partition_for
 from fraudapp.core.timedomains import alert_lateness_ms
@@ -224,11 +224,6 @@ if config.enabled:
         if changes:
             await _emit(changes)
             outbox.send_soon()
-
-
-def case_of_alert(alert: dict[str, Any]) -> str:
-    """The case id an alert is sent with."""
-    return case_of(alert)
 
 
 def lookup(case_id: str) -> dict[str, Any] | None:
